@@ -1,0 +1,5 @@
+import sys
+
+from pfnjax.cli import main
+
+sys.exit(main())

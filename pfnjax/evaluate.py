@@ -1,0 +1,102 @@
+"""Held-out evaluation: PFN negative log-likelihood against the prior's exact posterior.
+
+For every context size ``n`` the same held-out datasets and the same query rows are used:
+rows ``[0, n)`` are the context and the last ``num_queries`` rows are the queries, so NLL
+curves over ``n`` are paired comparisons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pfnjax.predict import PFN
+from pfnjax.priors.base import Prior, sample_batch
+from pfnjax.types import Array, BatchShape
+
+DEFAULT_CONTEXT_SIZES = (1, 5, 10, 20, 50, 100)
+
+OracleNLL = Callable[[Array, Array, Array, Array], Array]
+
+
+def oracle_for(prior: Prior) -> OracleNLL | None:
+    """Per-query exact NLL ``(x_ctx, y_ctx, x_qry, y_qry) -> f32[M]`` for priors that have one."""
+    from pfnjax.priors import gp
+
+    if isinstance(prior, gp.GPPrior):
+        hyper, kernel = prior.hyper(), prior.kernel
+        return lambda xc, yc, xq, yq: gp.exact_nll(xc, yc, xq, yq, hyper, kernel)
+    try:
+        from pfnjax.priors import linear
+    except ImportError:  # pragma: no cover - linear prior not installed
+        return None
+    if isinstance(prior, getattr(linear, "LinearPrior", ())) and hasattr(linear, "exact_nll"):
+        return lambda xc, yc, xq, yq: linear.exact_nll(xc, yc, xq, yq, prior)
+    return None
+
+
+@dataclasses.dataclass
+class EvalRow:
+    context_size: int
+    pfn_nll: float
+    pfn_ci95: float
+    exact_nll: float | None
+    gap: float | None
+    gap_ci95: float | None
+
+
+def evaluate_against_oracle(
+    pfn: PFN,
+    prior: Prior,
+    key: jax.Array,
+    *,
+    context_sizes: Sequence[int] = DEFAULT_CONTEXT_SIZES,
+    num_datasets: int = 200,
+    num_queries: int = 50,
+    num_features: int | None = None,
+) -> list[EvalRow]:
+    """Mean per-dataset NLL of the PFN (and of the exact posterior, if known) at each context size."""
+    if pfn.task != "regression":
+        raise ValueError("evaluate_against_oracle is for regression PFNs")
+    num_features = pfn.max_features if num_features is None else num_features
+    seq_len = max(context_sizes) + num_queries
+    batch = jax.jit(lambda k: sample_batch(prior, k, BatchShape(num_datasets, seq_len, num_features)))(key)
+    x, y = np.asarray(batch.x), np.asarray(batch.y)
+    x_q, y_q = x[:, -num_queries:], y[:, -num_queries:]
+    oracle = oracle_for(prior)
+    oracle_batched = None if oracle is None else jax.jit(jax.vmap(oracle))
+    from pfnjax.distributions import bar
+
+    rows = []
+    for n in context_sizes:
+        dist = pfn.predict(x[:, :n], y[:, :n], x_q)
+        pfn_nll = -np.asarray(bar.log_prob(dist.borders, dist.logits, jnp.asarray(y_q))).mean(axis=1)
+        row = EvalRow(n, float(pfn_nll.mean()), _ci95(pfn_nll), None, None, None)
+        if oracle_batched is not None:
+            exact = np.asarray(oracle_batched(x[:, :n], y[:, :n], x_q, y_q)).mean(axis=1)
+            row.exact_nll = float(exact.mean())
+            row.gap = float((pfn_nll - exact).mean())
+            row.gap_ci95 = _ci95(pfn_nll - exact)
+        rows.append(row)
+    return rows
+
+
+def _ci95(values: np.ndarray) -> float:
+    return float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def format_table(rows: list[EvalRow]) -> str:
+    """A markdown table of the rows plus the mean gap."""
+    lines = ["| context | PFN NLL | exact NLL | gap (PFN - exact) |", "|---:|---:|---:|---:|"]
+    for r in rows:
+        exact = "n/a" if r.exact_nll is None else f"{r.exact_nll:.4f}"
+        gap = "n/a" if r.gap is None else f"{r.gap:+.4f} ± {r.gap_ci95:.4f}"
+        lines.append(f"| {r.context_size} | {r.pfn_nll:.4f} ± {r.pfn_ci95:.4f} | {exact} | {gap} |")
+    gaps = [r.gap for r in rows if r.gap is not None]
+    if gaps:
+        lines.append(f"\nmean gap over context sizes: {np.mean(gaps):.4f} nats")
+    return "\n".join(lines)

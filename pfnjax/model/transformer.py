@@ -1,0 +1,218 @@
+"""The PFN transformer (classic mode): encoders, context-masked attention layers, output heads.
+
+Token ``t`` of dataset ``b`` is ``x_emb(x[b, t]) + [t < sep_b] * y_emb(y[b, t])``. There is no
+positional encoding, so the model is invariant to permutations of the context and equivariant
+to permutations of the queries. In every layer each token attends to the context tokens only:
+a key-length mask (``key_value_seq_lengths = sep``), so queries never see each other and a
+query's prediction depends only on the context and on itself. Because context tokens also
+attend only to the context, their per-layer keys/values do not depend on the queries at all,
+which :meth:`PFNTransformer.encode_context` / :meth:`PFNTransformer.predict_queries` exploit to
+cache the context once and stream queries in chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from pfnjax.types import Array
+
+Task = Literal["regression", "classification"]
+FeatureScaling = Literal["sqrt", "linear", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a PFN transformer.
+
+    Attributes:
+        max_features: F_max, the width of the x encoder. Unused columns must be zero.
+        num_outputs: bar-distribution buckets (regression) or classes (classification).
+        task: ``regression`` (bar-distribution logits) or ``classification`` (class logits).
+        d_model, num_layers, num_heads: transformer size (paper default 512 / 6 / 8).
+        d_ff: MLP hidden width (default ``2 * d_model``).
+        norm: ``pre`` (LayerNorm before each block, plus a final LayerNorm) or ``post``.
+        feature_scaling: rescale x by the used-feature fraction: ``sqrt`` multiplies by
+            ``sqrt(F_max / F_used)`` (maintained reference), ``linear`` by ``F_max / F_used``
+            (paper), ``none`` leaves x as is.
+        compute_dtype: ``float32`` or ``bfloat16`` activations; params stay float32.
+        attention_impl: passed to :func:`jax.nn.dot_product_attention` (None = XLA's choice).
+    """
+
+    max_features: int
+    num_outputs: int
+    task: Task = "regression"
+    d_model: int = 512
+    num_layers: int = 6
+    num_heads: int = 8
+    d_ff: int | None = None
+    norm: Literal["pre", "post"] = "pre"
+    feature_scaling: FeatureScaling = "sqrt"
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    attention_impl: Literal["xla", "cudnn"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        if self.task not in ("regression", "classification"):
+            raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
+        if self.max_features < 1 or self.num_outputs < 1:
+            raise ValueError(f"max_features and num_outputs must be >= 1, got {self.max_features}, {self.num_outputs}")
+
+    @property
+    def hidden_ff(self) -> int:
+        return self.d_ff or 2 * self.d_model
+
+    @property
+    def dtype(self):
+        return jnp.bfloat16 if self.compute_dtype == "bfloat16" else jnp.float32
+
+
+class LayerCache(NamedTuple):
+    """Per-layer keys and values of the context tokens: ``f32[B, N_ctx, heads, head_dim]`` each."""
+
+    keys: Array
+    values: Array
+
+
+def _zeros_linear(din: int, dout: int, dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    # Zero-initialised output projections make every residual block start as the identity.
+    return nnx.Linear(din, dout, dtype=dtype, kernel_init=nnx.initializers.zeros, rngs=rngs)
+
+
+class PFNLayer(nnx.Module):
+    """One transformer layer whose attention keys/values come from the context only."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, dt = cfg.d_model, cfg.dtype
+        self.cfg = cfg
+        self.qkv = nnx.Linear(d, 3 * d, dtype=dt, rngs=rngs)
+        self.attn_out = _zeros_linear(d, d, dt, rngs)
+        self.ff_in = nnx.Linear(d, cfg.hidden_ff, dtype=dt, rngs=rngs)
+        self.ff_out = _zeros_linear(cfg.hidden_ff, d, dt, rngs)
+        self.norm_attn = nnx.LayerNorm(d, dtype=dt, rngs=rngs)
+        self.norm_ff = nnx.LayerNorm(d, dtype=dt, rngs=rngs)
+
+    def _split_heads(self, h: Array) -> Array:
+        b, t, _ = h.shape
+        return h.reshape(b, t, self.cfg.num_heads, self.cfg.d_model // self.cfg.num_heads)
+
+    def _qkv(self, h: Array) -> tuple[Array, Array, Array]:
+        hn = self.norm_attn(h) if self.cfg.norm == "pre" else h
+        q, k, v = jnp.split(self.qkv(hn), 3, axis=-1)
+        return self._split_heads(q), self._split_heads(k), self._split_heads(v)
+
+    def context_kv(self, h: Array) -> LayerCache:
+        """Keys and values of tokens ``h: [B, N, d]`` (used on the context tokens)."""
+        _, k, v = self._qkv(h)
+        return LayerCache(k, v)
+
+    def __call__(self, h: Array, cache: LayerCache, context_len: Array) -> Array:
+        """Update tokens ``h: [B, N, d]`` by attending to ``cache`` (first ``context_len[b]`` keys valid)."""
+        q, _, _ = self._qkv(h)
+        attn = jax.nn.dot_product_attention(
+            q,
+            cache.keys.astype(q.dtype),
+            cache.values.astype(q.dtype),
+            key_value_seq_lengths=context_len,
+            implementation=self.cfg.attention_impl,
+        )
+        attn = self.attn_out(attn.reshape(h.shape[0], h.shape[1], self.cfg.d_model))
+        h = h + attn
+        if self.cfg.norm == "post":
+            h = self.norm_attn(h)
+        hn = self.norm_ff(h) if self.cfg.norm == "pre" else h
+        h = h + self.ff_out(jax.nn.gelu(self.ff_in(hn)))
+        if self.cfg.norm == "post":
+            h = self.norm_ff(h)
+        return h
+
+
+class PFNTransformer(nnx.Module):
+    """PFN transformer. Call it on a batch to get per-position logits ``f32[B, T, num_outputs]``."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, dt = cfg.d_model, cfg.dtype
+        self.cfg = cfg
+        self.x_encoder = nnx.Linear(cfg.max_features, d, dtype=dt, rngs=rngs)
+        if cfg.task == "regression":
+            self.y_encoder = nnx.Linear(1, d, dtype=dt, rngs=rngs)
+        else:
+            self.y_encoder = nnx.Embed(cfg.num_outputs, d, dtype=dt, rngs=rngs)
+        self.layers = nnx.List([PFNLayer(cfg, rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = nnx.LayerNorm(d, dtype=dt, rngs=rngs) if cfg.norm == "pre" else None
+        self.head_hidden = nnx.Linear(d, cfg.hidden_ff, dtype=dt, rngs=rngs)
+        self.head_out = nnx.Linear(cfg.hidden_ff, cfg.num_outputs, dtype=dt, rngs=rngs)
+
+    # ------------------------------------------------------------------ encoders
+    def embed_x(self, x: Array, num_features: Array) -> Array:
+        """Encode ``x: [B, N, F_max]``; NaN (missing) becomes 0 and x is rescaled by the used fraction."""
+        x = jnp.where(jnp.isnan(x), 0.0, x)
+        used = jnp.maximum(num_features, 1).astype(jnp.float32)[:, None, None]
+        if self.cfg.feature_scaling == "sqrt":
+            x = x * jnp.sqrt(self.cfg.max_features / used)
+        elif self.cfg.feature_scaling == "linear":
+            x = x * (self.cfg.max_features / used)
+        return self.x_encoder(x.astype(self.cfg.dtype))
+
+    def embed_y(self, y: Array) -> Array:
+        if self.cfg.task == "regression":
+            return self.y_encoder(y[..., None].astype(self.cfg.dtype))
+        return self.y_encoder(y.astype(jnp.int32))
+
+    def _head(self, h: Array) -> Array:
+        if self.final_norm is not None:
+            h = self.final_norm(h)
+        logits = self.head_out(jax.nn.gelu(self.head_hidden(h)))
+        return logits.astype(jnp.float32)
+
+    # ------------------------------------------------------------------ full forward (training)
+    def __call__(self, x: Array, y: Array, single_eval_pos: Array, num_features: Array) -> Array:
+        """Logits for every position; only query positions (``t >= sep``) are meaningful predictions.
+
+        Args:
+            x: ``f32[B, T, F_max]``. y: ``f32[B, T]`` or ``i32[B, T]`` (query entries are ignored).
+            single_eval_pos: ``i32[B]``, context length per dataset (>= 1).
+            num_features: ``i32[B]``.
+        """
+        seq_len = x.shape[1]
+        is_context = jnp.arange(seq_len)[None, :] < single_eval_pos[:, None]
+        y_emb = jnp.where(is_context[..., None], self.embed_y(jnp.where(is_context, y, 0)), 0)
+        h = self.embed_x(x, num_features) + y_emb
+        for layer in self.layers:
+            h = layer(h, layer.context_kv(h), single_eval_pos)
+        return self._head(h)
+
+    # ------------------------------------------------------------------ cached inference
+    def encode_context(self, x_ctx: Array, y_ctx: Array, context_len: Array, num_features: Array) -> list[LayerCache]:
+        """Run the context through all layers once and keep each layer's keys/values.
+
+        ``x_ctx: [B, N_ctx, F_max]``, ``y_ctx: [B, N_ctx]``; rows ``>= context_len[b]`` are padding.
+        Cost O(N_ctx²); the result serves any number of query chunks.
+        """
+        h = self.embed_x(x_ctx, num_features) + self.embed_y(y_ctx)
+        caches = []
+        for layer in self.layers:
+            cache = layer.context_kv(h)
+            caches.append(cache)
+            h = layer(h, cache, context_len)
+        return caches
+
+    def predict_queries(
+        self, caches: list[LayerCache], x_qry: Array, context_len: Array, num_features: Array
+    ) -> Array:
+        """Logits ``f32[B, M, num_outputs]`` for queries ``x_qry: [B, M, F_max]`` against a cached context."""
+        h = self.embed_x(x_qry, num_features)
+        for layer, cache in zip(self.layers, caches):
+            h = layer(h, cache, context_len)
+        return self._head(h)
+
+
+def count_params(model: nnx.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))

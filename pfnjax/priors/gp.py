@@ -1,0 +1,280 @@
+r"""Gaussian-process priors.
+
+Generative process of :class:`GPPrior` (fixed hyperparameters), per dataset:
+
+.. math::
+    x_t \sim \mathcal U[0, 1]^F\ (\text{or } \mathcal N(0, I_F)),\qquad
+    f \sim \mathcal{GP}(0, k),\qquad
+    y_t = f(x_t) + \varepsilon_t,\ \varepsilon_t \sim \mathcal N(0, \sigma_n^2)
+
+with :math:`k(x, x') = \sigma_f^2\, r(\lVert (x - x') / \ell \rVert)`, where
+:math:`r(d) = e^{-d^2/2}` (RBF) or :math:`r(d) = (1 + \sqrt5 d + \tfrac53 d^2) e^{-\sqrt5 d}`
+(Matern-5/2). :math:`\ell` is a scalar or one lengthscale per feature (ARD).
+One dataset is drawn as :math:`y = L z`, :math:`L L^\top = K + (\sigma_n^2 + \text{jitter}) I`.
+Only the used feature columns enter the kernel; the rest are zero, and a zero column
+contributes :math:`0 / \ell_f = 0` to every scaled distance, whatever :math:`\ell_f > 0`.
+
+:class:`GPHyperPrior` (registered as ``"gp_hyper"``) additionally draws the hyperparameters
+per dataset (Matern-5/2 ARD by default, the PFN paper's / HEBO's hyperpriors):
+
+.. math::
+    \ell_f &\sim \max(\mathrm{Gamma}(3, \text{rate}=6),\ \ell_{\min}) \quad f = 1..F_{\max}\ \text{i.i.d.}\\
+    \sigma_f^2 &\sim \max(\mathrm{Gamma}(0.5, \text{rate}=0.15),\ \sigma^2_{f,\min})\\
+    \sigma_n^2 &\sim \max(\mathrm{Gamma}(1.1, \text{rate}=0.05),\ \sigma^2_{n,\min})
+
+then proceeds as :class:`GPPrior`. See :func:`sample_hyperparameters` for the key derivation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pfnjax.priors.base import feature_mask, register_prior
+from pfnjax.types import Array, BatchShape, PRNGKey
+
+Kernel = Literal["rbf", "matern52"]
+XDist = Literal["uniform", "normal"]
+
+_KERNELS = ("rbf", "matern52")
+_X_DISTS = ("uniform", "normal")
+
+
+class GPHyper(NamedTuple):
+    """GP hyperparameters. ``lengthscale`` is a scalar or ``f32[F]`` (ARD); ``noise`` is a variance."""
+
+    lengthscale: Array | float
+    outputscale: Array | float
+    noise: Array | float
+
+
+def kernel_matrix(kernel: Kernel, x1: Array, x2: Array, lengthscale: Array | float, outputscale: Array | float) -> Array:
+    """``k(x1, x2)`` for ``x1: f32[N, F]``, ``x2: f32[M, F]`` -> ``f32[N, M]``."""
+    x1 = x1 / lengthscale
+    x2 = x2 / lengthscale
+    sq = jnp.sum(x1**2, -1)[:, None] + jnp.sum(x2**2, -1)[None, :] - 2.0 * x1 @ x2.T
+    sq = jnp.maximum(sq, 0.0)
+    if kernel == "rbf":
+        corr = jnp.exp(-0.5 * sq)
+    elif kernel == "matern52":
+        d = jnp.sqrt(sq + 1e-12)
+        s5d = jnp.sqrt(5.0) * d
+        corr = (1.0 + s5d + 5.0 / 3.0 * sq) * jnp.exp(-s5d)
+    else:
+        raise ValueError(f"unknown kernel {kernel!r}; choose 'rbf' or 'matern52'")
+    return outputscale * corr
+
+
+def sample_gp_targets(
+    key: PRNGKey, x: Array, kernel: Kernel, hyper: GPHyper, jitter: float = 1e-6
+) -> Array:
+    """One draw ``y ~ N(0, K(x, x) + noise I)`` for ``x: f32[T, F]`` via a jittered Cholesky factor."""
+    seq_len = x.shape[0]
+    cov = kernel_matrix(kernel, x, x, hyper.lengthscale, hyper.outputscale)
+    cov = cov + (hyper.noise + jitter) * jnp.eye(seq_len, dtype=x.dtype)
+    chol = jnp.linalg.cholesky(cov)
+    return chol @ jax.random.normal(key, (seq_len,), x.dtype)
+
+
+def sample_inputs(key: PRNGKey, x_dist: XDist, seq_len: int, max_features: int, num_features: Array) -> Array:
+    """``f32[T, F_max]`` inputs, ``U[0, 1]`` (``"uniform"``) or ``N(0, 1)`` (``"normal"``) i.i.d.
+
+    Columns ``>= num_features`` are zero.
+    """
+    if x_dist == "uniform":
+        x = jax.random.uniform(key, (seq_len, max_features))
+    elif x_dist == "normal":
+        x = jax.random.normal(key, (seq_len, max_features))
+    else:
+        raise ValueError(f"unknown x_dist {x_dist!r}; choose one of {_X_DISTS}")
+    return jnp.where(feature_mask(num_features, max_features), x, 0.0)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
+
+
+@register_prior("gp")
+@dataclasses.dataclass(frozen=True)
+class GPPrior:
+    """GP prior with fixed hyperparameters (the PFN paper's GP experiment by default).
+
+    Defaults: RBF kernel, lengthscale 0.6, outputscale 1, noise variance 1e-4, x ~ U[0,1]^F
+    (``x_dist="normal"`` draws x ~ N(0, I) instead).
+    """
+
+    kernel: Kernel = "rbf"
+    lengthscale: float = 0.6
+    outputscale: float = 1.0
+    noise: float = 1e-4
+    jitter: float = 1e-6
+    x_dist: XDist = "uniform"
+    task: str = dataclasses.field(default="regression", init=False)
+
+    def __post_init__(self) -> None:
+        _check_choice("kernel", self.kernel, _KERNELS)
+        _check_choice("x_dist", self.x_dist, _X_DISTS)
+
+    def hyper(self) -> GPHyper:
+        return GPHyper(self.lengthscale, self.outputscale, self.noise)
+
+    def sample_dataset(
+        self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
+    ) -> tuple[Array, Array]:
+        del single_eval_pos
+        k_x, k_y = jax.random.split(key)
+        x = sample_inputs(k_x, self.x_dist, seq_len, max_features, num_features)
+        y = sample_gp_targets(k_y, x, self.kernel, self.hyper(), self.jitter)
+        return x, y
+
+
+# --------------------------------------------------------------------------- GP with hyperpriors
+
+
+def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features: int) -> GPHyper:
+    r"""Draw one dataset's GP hyperparameters from ``prior_cfg``'s hyperpriors.
+
+    Key derivation: ``k_ls, k_os, k_noise = split(key, 3)``; lengthscale ``f`` uses
+    ``fold_in(k_ls, f)``, so the first features' lengthscales do not depend on ``max_features``.
+    Each value is ``jax.random.gamma(k, concentration) / rate`` (one batched gamma call, which
+    keeps the compiled rejection sampler single).
+
+    Returns:
+        ``GPHyper(lengthscale f32[max_features], outputscale f32[], noise f32[])``, each clipped
+        below at its floor (``prior_cfg.lengthscale_floor`` etc.).
+    """
+    c = prior_cfg
+    k_ls, k_os, k_noise = jax.random.split(key, 3)
+    ls_keys = jax.vmap(lambda f: jax.random.fold_in(k_ls, f))(jnp.arange(max_features))
+    keys = jnp.concatenate([ls_keys, jnp.stack([k_os, k_noise])])
+    conc = jnp.array([c.lengthscale_concentration] * max_features + [c.outputscale_concentration, c.noise_concentration], jnp.float32)
+    rate = jnp.array([c.lengthscale_rate] * max_features + [c.outputscale_rate, c.noise_rate], jnp.float32)
+    draws = jax.vmap(lambda k, a: jax.random.gamma(k, a, (), jnp.float32))(keys, conc) / rate
+    return GPHyper(
+        lengthscale=jnp.maximum(draws[:max_features], c.lengthscale_floor),
+        outputscale=jnp.maximum(draws[max_features], c.outputscale_floor),
+        noise=jnp.maximum(draws[max_features + 1], c.noise_floor),
+    )
+
+
+@register_prior("gp_hyper")
+@dataclasses.dataclass(frozen=True)
+class GPHyperPrior:
+    r"""GP prior whose hyperparameters are drawn per dataset (Matern-5/2 ARD by default).
+
+    Per dataset, with ``k_hyp, k_x, k_y = jax.random.split(key, 3)``:
+
+    1. ``hyper = sample_hyperparameters(k_hyp, self, max_features)``:
+       :math:`\ell_f \sim \mathrm{Gamma}(3, \text{rate } 6)` i.i.d. per feature (mean 0.5),
+       :math:`\sigma_f^2 \sim \mathrm{Gamma}(0.5, \text{rate } 0.15)` (mean 3.33),
+       :math:`\sigma_n^2 \sim \mathrm{Gamma}(1.1, \text{rate } 0.05)` (mean 22, mode 2);
+       all (concentration, rate) pairs are fields.
+    2. :math:`x_t \sim \mathcal U[0, 1]^F` (or :math:`\mathcal N(0, I)`), unused columns zero.
+    3. :math:`y \sim \mathcal N(0, K_{\ell, \sigma_f}(x, x) + (\sigma_n^2 + \text{jitter}) I)`.
+
+    Floors, for Cholesky stability in float32: lengthscale ``>= 1e-2`` (P(Gamma(3, 6) < 0.01) ≈ 3.4e-5,
+    so the floor almost never binds), noise variance ``>= 1e-4`` (P ≈ 1.4e-6), outputscale ``>= 0``
+    (no floor: P(< 1e-4) ≈ 0.4%, and a tiny signal variance is harmless once the noise is floored).
+
+    Unused feature columns are zero, so their (sampled) lengthscales have no effect on ``y``.
+    Recover a dataset's hyperparameters with :meth:`dataset_hyperparameters` (from the key given
+    to ``sample_dataset``) or :meth:`batch_hyperparameters` (from the key given to ``sample_batch``).
+    """
+
+    kernel: Kernel = "matern52"
+    lengthscale_concentration: float = 3.0
+    lengthscale_rate: float = 6.0
+    outputscale_concentration: float = 0.5
+    outputscale_rate: float = 0.15
+    noise_concentration: float = 1.1
+    noise_rate: float = 0.05
+    lengthscale_floor: float = 1e-2
+    outputscale_floor: float = 0.0
+    noise_floor: float = 1e-4
+    x_dist: XDist = "uniform"
+    jitter: float = 1e-6
+    task: str = dataclasses.field(default="regression", init=False)
+
+    def __post_init__(self) -> None:
+        _check_choice("kernel", self.kernel, _KERNELS)
+        _check_choice("x_dist", self.x_dist, _X_DISTS)
+        for name in (
+            "lengthscale_concentration",
+            "lengthscale_rate",
+            "outputscale_concentration",
+            "outputscale_rate",
+            "noise_concentration",
+            "noise_rate",
+            "lengthscale_floor",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"GPHyperPrior.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.noise_floor < 0 or self.outputscale_floor < 0:
+            raise ValueError("GPHyperPrior floors must be >= 0")
+
+    def dataset_hyperparameters(self, key: PRNGKey, max_features: int) -> GPHyper:
+        """The hyperparameters ``sample_dataset(key, ...)`` uses (``split(key, 3)[0]`` -> :func:`sample_hyperparameters`)."""
+        k_hyp, _, _ = jax.random.split(key, 3)
+        return sample_hyperparameters(k_hyp, self, max_features)
+
+    def batch_hyperparameters(self, key: PRNGKey, shape: BatchShape) -> GPHyper:
+        """Per-dataset hyperparameters (leading axis ``B``) of ``pfnjax.priors.base.sample_batch(self, key, shape)``.
+
+        Mirrors the key derivation of :func:`pfnjax.priors.base.sample_datasets`
+        (dataset key ``split(key, B)[b]``, data key ``split(dataset_key, 3)[2]``); it does not
+        apply to batches drawn through wrappers (e.g. mixtures) that derive keys differently.
+        """
+        dataset_keys = jax.random.split(key, shape.batch_size)
+        data_keys = jax.vmap(lambda k: jax.random.split(k, 3)[2])(dataset_keys)
+        return jax.vmap(lambda k: self.dataset_hyperparameters(k, shape.num_features))(data_keys)
+
+    def sample_dataset(
+        self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
+    ) -> tuple[Array, Array]:
+        del single_eval_pos
+        k_hyp, k_x, k_y = jax.random.split(key, 3)
+        hyper = sample_hyperparameters(k_hyp, self, max_features)
+        x = sample_inputs(k_x, self.x_dist, seq_len, max_features, num_features)
+        y = sample_gp_targets(k_y, x, self.kernel, hyper, self.jitter)
+        return x, y
+
+
+# --------------------------------------------------------------------------- exact inference (oracle)
+
+
+def exact_posterior(
+    x_ctx: Array, y_ctx: Array, x_qry: Array, hyper: GPHyper, kernel: Kernel = "rbf", jitter: float = 1e-6
+) -> tuple[Array, Array]:
+    """Exact GP posterior predictive of ``y`` at ``x_qry`` (the oracle a PFN should match).
+
+    Args:
+        x_ctx: ``f32[N, F]`` context inputs. y_ctx: ``f32[N]``. x_qry: ``f32[M, F]``.
+        hyper: the GP hyperparameters used to generate the data.
+    Returns:
+        ``(mean f32[M], var f32[M])``: mean and variance of the noisy target ``y``.
+    """
+    x_ctx, y_ctx, x_qry = jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(x_qry)
+    if x_ctx.ndim != 2 or x_qry.ndim != 2 or y_ctx.shape != x_ctx.shape[:1] or x_ctx.shape[1] != x_qry.shape[1]:
+        raise ValueError(
+            f"expected x_ctx [N, F], y_ctx [N], x_qry [M, F]; got {x_ctx.shape}, {y_ctx.shape}, {x_qry.shape}"
+        )
+    k_cc = kernel_matrix(kernel, x_ctx, x_ctx, hyper.lengthscale, hyper.outputscale)
+    k_cc = k_cc + (hyper.noise + jitter) * jnp.eye(x_ctx.shape[0], dtype=k_cc.dtype)
+    k_qc = kernel_matrix(kernel, x_qry, x_ctx, hyper.lengthscale, hyper.outputscale)
+    chol = jnp.linalg.cholesky(k_cc)
+    alpha = jax.scipy.linalg.cho_solve((chol, True), y_ctx)
+    mean = k_qc @ alpha
+    v = jax.scipy.linalg.solve_triangular(chol, k_qc.T, lower=True)
+    prior_var = hyper.outputscale * jnp.ones(x_qry.shape[0], k_cc.dtype)
+    var = prior_var - jnp.sum(v**2, axis=0) + hyper.noise
+    return mean, jnp.maximum(var, 1e-12)
+
+
+def exact_nll(x_ctx: Array, y_ctx: Array, x_qry: Array, y_qry: Array, hyper: GPHyper, kernel: Kernel = "rbf") -> Array:
+    """Per-query negative log predictive density ``-log p(y_qry | context)`` under the exact GP."""
+    mean, var = exact_posterior(x_ctx, y_ctx, x_qry, hyper, kernel)
+    return 0.5 * (jnp.log(2 * jnp.pi * var) + (y_qry - mean) ** 2 / var)

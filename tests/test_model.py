@@ -1,0 +1,109 @@
+"""The PFN transformer: masking semantics (query independence, context permutation
+invariance), cached inference equals the full forward pass, config validation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from pfnjax.model import ModelConfig, PFNTransformer
+
+
+def _random_model(task="regression", num_outputs=20, compute_dtype="float32", norm="pre"):
+    cfg = ModelConfig(max_features=4, num_outputs=num_outputs, task=task, d_model=32, num_layers=2, num_heads=4,
+                      compute_dtype=compute_dtype, norm=norm)
+    model = PFNTransformer(cfg, nnx.Rngs(0))
+    # Zero-initialised output projections make fresh layers the identity; perturb every
+    # parameter so the attention actually mixes tokens in these tests.
+    graphdef, state = nnx.split(model)
+    leaves, treedef = jax.tree.flatten(state)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [leaf + 0.2 * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
+    return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+
+
+def _data(seed=0, b=2, t=12, f=4):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return jax.random.normal(k1, (b, t, f)), jax.random.normal(k2, (b, t))
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_query_predictions_do_not_depend_on_other_queries(norm):
+    model = _random_model(norm=norm)
+    x, y = _data()
+    sep, nf = jnp.array([5, 7]), jnp.array([4, 4])
+    out = model(x, y, sep, nf)
+    # Change every query except position 9 (x and y), and the query targets too.
+    x2 = x.at[:, 7:9].set(10.0).at[:, 10:].set(-3.0)
+    y2 = y.at[:, 7:].set(99.0)
+    out2 = model(x2, y2, sep, nf)
+    np.testing.assert_allclose(out[:, 9], out2[:, 9], atol=1e-5)
+    # ...while changing the context does change it (the test can fail).
+    x3 = x.at[:, 0].set(5.0)
+    assert np.abs(np.asarray(model(x3, y, sep, nf)[:, 9] - out[:, 9])).max() > 1e-3
+
+
+def test_query_targets_never_leak():
+    model = _random_model()
+    x, y = _data()
+    sep, nf = jnp.array([6, 6]), jnp.array([4, 4])
+    out = model(x, y, sep, nf)
+    out2 = model(x, y.at[:, 6:].set(1e3), sep, nf)
+    np.testing.assert_allclose(out, out2, atol=1e-5)
+
+
+def test_context_permutation_invariance():
+    model = _random_model()
+    x, y = _data(b=1)
+    sep, nf = jnp.array([8]), jnp.array([4])
+    perm = np.r_[np.random.default_rng(0).permutation(8), np.arange(8, 12)]
+    out = model(x, y, sep, nf)
+    out_perm = model(x[:, perm], y[:, perm], sep, nf)
+    np.testing.assert_allclose(out[:, 8:], out_perm[:, 8:], atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_cached_context_equals_full_forward(task):
+    model = _random_model(task=task, num_outputs=5 if task == "classification" else 20)
+    x, y = _data(t=16)
+    if task == "classification":
+        y = (jnp.abs(y) * 2).astype(jnp.int32) % 5
+    sep, nf = jnp.array([6, 9]), jnp.array([4, 3])
+    x = x.at[1, :, 3].set(0.0)
+    full = model(x, y, sep, nf)
+    caches = model.encode_context(x[:, :9], y[:, :9], sep, nf)  # padded context, masked by sep
+    cached = model.predict_queries(caches, x, sep, nf)
+    np.testing.assert_allclose(full[0, 6:], cached[0, 6:], atol=1e-5)
+    np.testing.assert_allclose(full[1, 9:], cached[1, 9:], atol=1e-5)
+
+
+def test_bf16_compute_close_to_f32_and_params_f32():
+    m32 = _random_model()
+    m16 = _random_model(compute_dtype="bfloat16")
+    x, y = _data()
+    sep, nf = jnp.array([5, 7]), jnp.array([4, 4])
+    out32, out16 = m32(x, y, sep, nf), m16(x, y, sep, nf)
+    assert out16.dtype == jnp.float32
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(m16, nnx.Param)))
+    rel = np.abs(np.asarray(out16 - out32)).max() / np.abs(np.asarray(out32)).max()
+    assert rel < 0.05
+
+
+def test_feature_scaling_makes_padding_consistent():
+    """With 'linear' scaling, x with 2 used of 4 columns equals 2x on a 2-feature model's scale."""
+    model = _random_model()
+    x, y = _data()
+    x = x.at[:, :, 2:].set(0.0)
+    sep = jnp.array([5, 5])
+    emb_used2 = model.embed_x(x, jnp.array([2, 2]))
+    emb_used4 = model.embed_x(x * jnp.sqrt(2.0), jnp.array([4, 4]))
+    np.testing.assert_allclose(emb_used2, emb_used4, atol=1e-5)
+    del y, sep
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(max_features=3, num_outputs=10, d_model=30, num_heads=4)
+    with pytest.raises(ValueError, match="task"):
+        ModelConfig(max_features=3, num_outputs=10, task="ranking")
