@@ -30,10 +30,29 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--prior-kwargs", default="{}", help="JSON dict of prior config overrides")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() (auto-detects SLURM/TPU/GKE; "
+                        "else set --coordinator, --num-processes, --process-id)")
+    p.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
+    p.add_argument("--num-processes", type=int)
+    p.add_argument("--process-id", type=int)
+
+
+def _init_distributed(args: argparse.Namespace) -> None:
+    import jax
+
+    kwargs = {}
+    if args.coordinator:
+        kwargs = dict(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                      process_id=args.process_id)
+    jax.distributed.initialize(**kwargs)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from pfnjax.train import preset_config, train
+
+    if args.distributed:
+        _init_distributed(args)
 
     cfg = preset_config(
         args.preset,
@@ -75,11 +94,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     sizes = tuple(int(s) for s in args.context_sizes.split(","))
     prior = build_prior(cfg)
     if pfn.task != "regression":
-        from pfnjax.evaluate_cls import evaluate_classification, format_cls_table
+        from pfnjax.evaluate import evaluate_classification, format_classification_table
 
         rows = evaluate_classification(pfn, prior, stream_key(cfg.seed, _STREAM_EVAL), context_sizes=sizes,
                                        num_datasets=args.num_datasets, num_queries=args.num_queries)
-        table = format_cls_table(rows)
+        table = format_classification_table(rows)
     else:
         rows = evaluate_against_oracle(pfn, prior, stream_key(cfg.seed, _STREAM_EVAL), context_sizes=sizes,
                                        num_datasets=args.num_datasets, num_queries=args.num_queries)

@@ -100,3 +100,55 @@ def format_table(rows: list[EvalRow]) -> str:
     if gaps:
         lines.append(f"\nmean gap over context sizes: {np.mean(gaps):.4f} nats")
     return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class ClassificationEvalRow:
+    context_size: int
+    pfn_nll: float
+    pfn_accuracy: float
+    baseline_nll: float
+    baseline_accuracy: float
+
+
+def evaluate_classification(
+    pfn: PFN,
+    prior: Prior,
+    key: jax.Array,
+    *,
+    context_sizes: Sequence[int] = DEFAULT_CONTEXT_SIZES,
+    num_datasets: int = 200,
+    num_queries: int = 50,
+    num_features: int | None = None,
+) -> list[ClassificationEvalRow]:
+    """PFN NLL and accuracy on held-out prior datasets, next to a baseline that predicts the
+    context's class frequencies (add-one smoothed) for every query."""
+    if pfn.task != "classification":
+        raise ValueError("evaluate_classification is for classification PFNs")
+    num_features = pfn.max_features if num_features is None else num_features
+    seq_len = max(context_sizes) + num_queries
+    batch = jax.jit(lambda k: sample_batch(prior, k, BatchShape(num_datasets, seq_len, num_features)))(key)
+    x, y = np.asarray(batch.x), np.asarray(batch.y).astype(np.int64)
+    x_q, y_q = x[:, -num_queries:], y[:, -num_queries:]
+    n_cls = pfn.max_classes
+    rows = []
+    for n in context_sizes:
+        logits = np.asarray(pfn.logits(x[:, :n], y[:, :n], x_q))
+        logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
+        nll = -np.take_along_axis(logp, y_q[..., None], -1)[..., 0].mean()
+        acc = (logits.argmax(-1) == y_q).mean()
+        counts = np.stack([np.bincount(row, minlength=n_cls) for row in y[:, :n]]) + 1.0
+        freq = counts / counts.sum(-1, keepdims=True)
+        base_nll = -np.log(np.take_along_axis(freq, y_q, -1)).mean()
+        base_acc = (freq.argmax(-1)[:, None] == y_q).mean()
+        rows.append(ClassificationEvalRow(n, float(nll), float(acc), float(base_nll), float(base_acc)))
+    return rows
+
+
+def format_classification_table(rows: list[ClassificationEvalRow]) -> str:
+    lines = ["| context | PFN NLL | PFN accuracy | class-frequency NLL | class-frequency accuracy |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.context_size} | {r.pfn_nll:.4f} | {r.pfn_accuracy:.3f} | {r.baseline_nll:.4f} | "
+                     f"{r.baseline_accuracy:.3f} |")
+    return "\n".join(lines)

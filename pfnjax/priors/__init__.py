@@ -19,4 +19,6 @@ from pfnjax.priors.base import (
 from pfnjax.priors import bnn  # noqa: E402,F401
 from pfnjax.priors import gp  # noqa: E402,F401
 from pfnjax.priors import linear  # noqa: E402,F401
+from pfnjax.priors import mix  # noqa: E402,F401
+from pfnjax.priors import scm  # noqa: E402,F401
 # </prior-imports>

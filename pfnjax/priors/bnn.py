@@ -32,6 +32,8 @@ Generative process of :class:`BNNPrior` (registered as ``"bnn"``), per dataset, 
    :math:`M_l, m_o \sim \mathrm{Bernoulli}(1 - p)` drawn once per dataset (not on the first layer,
    never on biases; the :math:`1/\sqrt{1-p}` factor keeps the pre-activation variance), and
    hidden noise :math:`\eta_l \sim \mathcal N(0, \sigma_\varepsilon^2 I)` per row (``hidden_noise=True``).
+   (TabPFN's code scales by :math:`1 / (1 - \sqrt p)`, which looks like a misplaced parenthesis;
+   we use the variance-preserving :math:`1/\sqrt{1-p}`.)
 
 4. :math:`y_t = f_t + \varepsilon_t`, :math:`\varepsilon_t \sim \mathcal N(0, \sigma_\varepsilon^2)`, then
    :math:`y` is standardised over the dataset (zero mean, unit population std; the std is floored at
@@ -109,11 +111,19 @@ class BNNPrior:
         if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
             raise ValueError(f"BNNPrior.hidden_range must be ints 1 <= lo <= hi, got {self.hidden_range!r}")
         if not self.activations or any(a not in ACTIVATIONS for a in self.activations):
-            raise ValueError(f"BNNPrior.activations must be a non-empty subset of {sorted(ACTIVATIONS)}, got {self.activations!r}")
+            raise ValueError(
+                f"BNNPrior.activations must be a non-empty subset of {sorted(ACTIVATIONS)}, got {self.activations!r}"
+            )
         p_lo, p_hi = self.dropout_range
         if not 0.0 <= p_lo <= p_hi <= 0.99:
             raise ValueError(f"BNNPrior.dropout_range must satisfy 0 <= lo <= hi <= 0.99, got {self.dropout_range!r}")
-        for name in ("init_std_concentration", "init_std_scale", "noise_std_concentration", "noise_std_scale", "std_floor"):
+        for name in (
+            "init_std_concentration",
+            "init_std_scale",
+            "noise_std_concentration",
+            "noise_std_scale",
+            "std_floor",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"BNNPrior.{name} must be > 0, got {getattr(self, name)!r}")
         if self.x_dist not in ("uniform", "normal"):
@@ -230,10 +240,10 @@ def mlp_forward(
         def act(h: Array) -> Array:
             return jax.lax.switch(hyper.activation, branches, h)
 
-    n_layers = len(layers)
+    n_layers, h_max = len(layers), cfg.max_hidden
+    eps = None
     if noise_key is not None:
         # one draw for all noise: [T, (L-1) * H_max + 1], sliced per layer (hidden layers 1..L-1, output)
-        h_max = cfg.max_hidden
         eps = hyper.noise_std * jax.random.normal(noise_key, (x.shape[0], (n_layers - 2) * h_max + 1), x.dtype)
 
     def noise(l: int) -> Array:

@@ -151,8 +151,9 @@ def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features
     k_ls, k_os, k_noise = jax.random.split(key, 3)
     ls_keys = jax.vmap(lambda f: jax.random.fold_in(k_ls, f))(jnp.arange(max_features))
     keys = jnp.concatenate([ls_keys, jnp.stack([k_os, k_noise])])
-    conc = jnp.array([c.lengthscale_concentration] * max_features + [c.outputscale_concentration, c.noise_concentration], jnp.float32)
-    rate = jnp.array([c.lengthscale_rate] * max_features + [c.outputscale_rate, c.noise_rate], jnp.float32)
+    conc = [c.lengthscale_concentration] * max_features + [c.outputscale_concentration, c.noise_concentration]
+    rate = [c.lengthscale_rate] * max_features + [c.outputscale_rate, c.noise_rate]
+    conc, rate = jnp.array(conc, jnp.float32), jnp.array(rate, jnp.float32)
     draws = jax.vmap(lambda k, a: jax.random.gamma(k, a, (), jnp.float32))(keys, conc) / rate
     return GPHyper(
         lengthscale=jnp.maximum(draws[:max_features], c.lengthscale_floor),
@@ -217,7 +218,10 @@ class GPHyperPrior:
             raise ValueError("GPHyperPrior floors must be >= 0")
 
     def dataset_hyperparameters(self, key: PRNGKey, max_features: int) -> GPHyper:
-        """The hyperparameters ``sample_dataset(key, ...)`` uses (``split(key, 3)[0]`` -> :func:`sample_hyperparameters`)."""
+        """The hyperparameters ``sample_dataset(key, ...)`` uses.
+
+        ``sample_hyperparameters(split(key, 3)[0], self, max_features)``.
+        """
         k_hyp, _, _ = jax.random.split(key, 3)
         return sample_hyperparameters(k_hyp, self, max_features)
 

@@ -61,7 +61,9 @@ class LinearPrior:
         if not self.noise_std > 0:
             raise ValueError(f"LinearPrior.noise_std must be > 0, got {self.noise_std!r}")
         if self.weight_std < 0 or self.bias_std < 0:
-            raise ValueError(f"LinearPrior.weight_std and bias_std must be >= 0, got {self.weight_std}, {self.bias_std}")
+            raise ValueError(
+                f"LinearPrior.weight_std and bias_std must be >= 0, got {self.weight_std}, {self.bias_std}"
+            )
 
     def sample_dataset(
         self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
@@ -143,6 +145,7 @@ def exact_nll(
 ) -> Array:
     """Per-query negative log predictive density ``-log p(y_qry | context)``: ``f[M]``."""
     y_qry = jnp.asarray(y_qry)
-    _validate(jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(x_qry), None if ctx_mask is None else jnp.asarray(ctx_mask), y_qry)
+    mask = None if ctx_mask is None else jnp.asarray(ctx_mask)
+    _validate(jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(x_qry), mask, y_qry)
     mean, var = posterior_predictive(x_ctx, y_ctx, x_qry, cfg, ctx_mask)
     return 0.5 * (jnp.log(2 * jnp.pi * var) + (y_qry - mean) ** 2 / var)

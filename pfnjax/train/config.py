@@ -118,6 +118,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Benchmark workloads (DESIGN.md: reference PyTorch numbers exist for these).
     "gp-200": dict(num_features=5, seq_len=200, batch_size=128, d_model=256, num_layers=4, num_heads=4,
                    steps=10_000, lr=3e-4, warmup_steps=500),
+    # DESIGN.md's 2-core-CPU reference workload (PyTorch pfns: 36.4 datasets/s).
+    "cpu-ref": dict(num_features=5, seq_len=200, batch_size=16, d_model=128, num_layers=4, num_heads=4,
+                    steps=100, lr=1e-3, warmup_steps=10),
     "gp-1000": dict(num_features=5, seq_len=1000, batch_size=64, d_model=512, num_layers=6, num_heads=8,
                     steps=10_000, lr=1e-4, warmup_steps=500),
 }
@@ -133,6 +136,8 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     fields = dict(PRESETS[name])
     prior_defaults = fields.pop("prior_defaults", {})
     fields.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("warmup_steps") is None and fields.get("warmup_steps", 0) > fields.get("steps", 1):
+        fields["warmup_steps"] = fields["steps"] // 10  # a shortened run keeps a proportional warmup
     # A preset may tune a prior's settings; the caller's prior_kwargs win.
     prior = fields.get("prior", TrainConfig.prior)
     fields["prior_kwargs"] = {**prior_defaults.get(prior, {}), **fields.get("prior_kwargs", {})}
