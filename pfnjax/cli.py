@@ -16,7 +16,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a PFN on a prior (resumes if --out has checkpoints)")
     p.add_argument("--prior", default="gp", choices=prior_names(), help="prior to train on")
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model/data/schedule preset")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="model/data/schedule preset (default: tiny, or tiny-cls for classification priors)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, config.json, metrics.jsonl)")
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--batch-size", type=int)
@@ -54,8 +55,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.distributed:
         _init_distributed(args)
 
+    from pfnjax.priors import get_prior
+
+    preset = args.preset or ("tiny-cls" if get_prior(args.prior).task == "classification" else "tiny")
     cfg = preset_config(
-        args.preset,
+        preset,
         prior=args.prior,
         prior_kwargs=json.loads(args.prior_kwargs),
         steps=args.steps,
