@@ -87,7 +87,7 @@ def test_bf16_compute_close_to_f32_and_params_f32():
     assert out16.dtype == jnp.float32
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(m16, nnx.Param)))
     rel = np.abs(np.asarray(out16 - out32)).max() / np.abs(np.asarray(out32)).max()
-    assert rel < 0.05
+    assert 1e-4 < rel < 0.05  # close to f32, but really computed in bf16
 
 
 def test_feature_scaling_makes_padding_consistent():

@@ -75,7 +75,8 @@ def gallery(names: list[str], draws: int, seq_len: int, seed: int, out: Path) ->
                     x[col, ~ctx, 0], x[col, ~ctx, 1], facecolors="none", edgecolors=colours[~ctx], s=7, linewidths=0.6
                 )
                 n_nan = int(np.isnan(x[col]).sum())
-                ax.set_title(f"{n_cls} classes" + (f", {n_nan} NaN" if n_nan else ""), fontsize=8)
+                title = f"{n_cls} class" + ("es" if n_cls != 1 else "") + (f", {n_nan} NaN" if n_nan else "")
+                ax.set_title(title, fontsize=8)
             else:
                 order = np.argsort(x[col, :, 0])
                 ax.plot(x[col, order, 0], y[col, order], color="0.8", lw=0.6, zorder=0)
@@ -118,7 +119,7 @@ def write_table(
         "# Prior sampling throughput",
         "",
         f"- date: {datetime.date.today().isoformat()}",
-        f"- device: `{jax.devices()}` ({os.cpu_count()} CPU cores visible, {platform.processor() or platform.machine()})",
+        f"- device: `{jax.devices()}` ({os.cpu_count()} CPU cores visible, {platform.machine()})",
         f"- jax {jax.__version__}, Python {platform.python_version()}",
         f"- command: `{command}`",
         f"- workload: batch {shape.batch_size}, T={shape.seq_len}, F={shape.num_features} (all used{smoke_f});"
