@@ -39,6 +39,15 @@ def oracle_for(prior: Prior) -> OracleNLL | None:
     return None
 
 
+def _held_out(pfn: PFN, prior: Prior, key: jax.Array, context_sizes: Sequence[int], num_datasets: int,
+              num_queries: int, num_features: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``num_datasets`` prior datasets of ``max(context_sizes) + num_queries`` rows each."""
+    num_features = pfn.max_features if num_features is None else num_features
+    shape = BatchShape(num_datasets, max(context_sizes) + num_queries, num_features)
+    batch = jax.jit(lambda k: sample_batch(prior, k, shape))(key)
+    return np.asarray(batch.x), np.asarray(batch.y)
+
+
 @dataclasses.dataclass
 class EvalRow:
     context_size: int
@@ -62,10 +71,7 @@ def evaluate_against_oracle(
     """Mean per-dataset NLL of the PFN (and of the exact posterior, if known) at each context size."""
     if pfn.task != "regression":
         raise ValueError("evaluate_against_oracle is for regression PFNs")
-    num_features = pfn.max_features if num_features is None else num_features
-    seq_len = max(context_sizes) + num_queries
-    batch = jax.jit(lambda k: sample_batch(prior, k, BatchShape(num_datasets, seq_len, num_features)))(key)
-    x, y = np.asarray(batch.x), np.asarray(batch.y)
+    x, y = _held_out(pfn, prior, key, context_sizes, num_datasets, num_queries, num_features)
     x_q, y_q = x[:, -num_queries:], y[:, -num_queries:]
     oracle = oracle_for(prior)
     oracle_batched = None if oracle is None else jax.jit(jax.vmap(oracle))
@@ -125,10 +131,8 @@ def evaluate_classification(
     context's class frequencies (add-one smoothed) for every query."""
     if pfn.task != "classification":
         raise ValueError("evaluate_classification is for classification PFNs")
-    num_features = pfn.max_features if num_features is None else num_features
-    seq_len = max(context_sizes) + num_queries
-    batch = jax.jit(lambda k: sample_batch(prior, k, BatchShape(num_datasets, seq_len, num_features)))(key)
-    x, y = np.asarray(batch.x), np.asarray(batch.y).astype(np.int64)
+    x, y = _held_out(pfn, prior, key, context_sizes, num_datasets, num_queries, num_features)
+    y = y.astype(np.int64)
     x_q, y_q = x[:, -num_queries:], y[:, -num_queries:]
     n_cls = pfn.max_classes
     rows = []

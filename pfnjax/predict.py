@@ -4,10 +4,16 @@
 the layers in chunks against that cache, so memory grows with ``n_ctx² + chunk·n_ctx`` and
 never with ``n_qry²``. Context and query arrays are padded to bucketed static sizes with a
 key-length mask, so a new context size rarely triggers a recompile.
+
+To reuse one context for several query sets (Bayesian optimisation, the scikit-learn estimators),
+call :meth:`PFN.encode` once and :meth:`PFN.logits_from_cache` per query set. The jitted encode and
+decode functions are module-level with the graph definition as a static argument, so copies of a
+``PFN`` (``copy.deepcopy``, ``sklearn.clone``, unpickling) share compiled programs.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from pathlib import Path
@@ -46,6 +52,47 @@ class ClassProbabilities:
         return jnp.take_along_axis(logp, jnp.asarray(y, jnp.int32)[..., None], axis=-1)[..., 0]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_jit(graphdef, params, x_ctx, y_ctx, ctx_len, n_feat):
+    return nnx.merge(graphdef, params).encode_context(x_ctx, y_ctx, ctx_len, n_feat)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_jit(graphdef, params, caches, x_qry, ctx_len, n_feat):
+    return nnx.merge(graphdef, params).predict_queries(caches, x_qry, ctx_len, n_feat)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _full_forward_jit(graphdef, params, x, y, sep, n_feat):
+    return nnx.merge(graphdef, params)(x, y, sep, n_feat)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ContextCache:
+    """An encoded context (:meth:`PFN.encode`): per-layer keys/values of the padded context rows.
+
+    Attributes:
+        caches: one :class:`pfnjax.model.LayerCache` per layer, ``f32[B, N_pad, heads, head_dim]``.
+        context_len: ``i32[B]`` valid context rows (the rest is padding, masked out).
+        num_features: ``i32[B]`` used feature columns.
+        n_context, n_features: host ints (the unpadded context size and feature count).
+        batched: whether the context was given with a leading batch axis.
+        max_class: classification only: the largest class index in the context (else -1).
+    """
+
+    caches: list
+    context_len: Array
+    num_features: Array
+    n_context: int
+    n_features: int
+    batched: bool
+    max_class: int = -1
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.context_len.shape[0])
+
+
 def _bucket(n: int, minimum: int = 16) -> int:
     """Round a size up to a power of two (at least ``minimum``) to bound recompiles."""
     return max(minimum, 1 << max(0, int(n - 1).bit_length()))
@@ -80,44 +127,102 @@ class PFN:
         return cls(result.model_config, result.graphdef, result.state.params, result.state.borders, result.config,
                    _trained_with_missing(result.config))
 
-    # ------------------------------------------------------------------ jitted pieces
-    @functools.cached_property
-    def _encode(self):
-        def encode(params, x_ctx, y_ctx, ctx_len, n_feat):
-            return nnx.merge(self.graphdef, params).encode_context(x_ctx, y_ctx, ctx_len, n_feat)
+    @classmethod
+    def init(cls, model_config: ModelConfig, borders: Array | None = None, seed: int = 0,
+             trained_with_missing: bool = False) -> "PFN":
+        """A randomly initialised PFN (for timing and tests). Regression needs ``num_outputs + 1`` borders;
+        by default they are equally spaced on [-3, 3]."""
+        graphdef, params = nnx.split(PFNTransformer(model_config, nnx.Rngs(seed)), nnx.Param)
+        if model_config.task == "regression":
+            if borders is None:
+                borders = jnp.linspace(-3.0, 3.0, model_config.num_outputs + 1, dtype=jnp.float32)
+            if borders.shape != (model_config.num_outputs + 1,):
+                raise ValueError(f"need {model_config.num_outputs + 1} borders, got shape {borders.shape}")
+        else:
+            borders = jnp.zeros((0,), jnp.float32)
+        return cls(model_config, graphdef, params, jnp.asarray(borders, jnp.float32), None, trained_with_missing)
 
-        return jax.jit(encode)
+    def __getstate__(self) -> dict:
+        # Pickles (and deep copies) carry host arrays, restored as device arrays on load.
+        state = dict(self.__dict__)
+        state["params"] = jax.tree.map(np.asarray, state["params"])
+        state["borders"] = np.asarray(state["borders"])
+        return state
 
-    @functools.cached_property
-    def _decode(self):
-        def decode(params, caches, x_qry, ctx_len, n_feat):
-            return nnx.merge(self.graphdef, params).predict_queries(caches, x_qry, ctx_len, n_feat)
+    def __deepcopy__(self, memo: dict) -> "PFN":
+        # jax arrays, the graph definition and the configs are immutable: share them (deep-copying
+        # nnx Variables would also turn them into plain pytree leaves and force a recompile).
+        return dataclasses.replace(self, train_config=copy.deepcopy(self.train_config, memo))
 
-        return jax.jit(decode)
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        state["params"] = jax.tree.map(jnp.asarray, state["params"])
+        state["borders"] = jnp.asarray(state["borders"])
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------ public API
-    def logits(self, x_ctx, y_ctx, x_qry, *, chunk_size: int = 1024) -> Array:
-        """Raw output logits ``f32[(B,) M, num_outputs]`` for the queries. See :meth:`predict`."""
-        x_ctx, y_ctx, x_qry, batched = self._validate(x_ctx, y_ctx, x_qry)
+    def encode(self, x_ctx, y_ctx) -> ContextCache:
+        """Encode a context once (``O(n_ctx²)``) for any number of :meth:`logits_from_cache` calls.
+
+        ``x_ctx: [N, F]`` or ``[B, N, F]``, ``y_ctx: [N]`` or ``[B, N]`` (numpy or jax). The context
+        is zero-padded to a power-of-two bucket, so similar sizes share one compiled program.
+        """
+        x_ctx, y_ctx, batched = self._validate_context(x_ctx, y_ctx)
         b, n_ctx, n_feat_used = x_ctx.shape
-        n_qry = x_qry.shape[1]
-        ctx_pad, chunk = _bucket(n_ctx), min(_bucket(n_qry), _bucket(chunk_size))
-        qry_pad = -(-n_qry // chunk) * chunk
-        f_max = self.max_features
-        xc = np.zeros((b, ctx_pad, f_max), np.float32)
+        ctx_pad = _bucket(n_ctx)
+        xc = np.zeros((b, ctx_pad, self.max_features), np.float32)
         xc[:, :n_ctx, :n_feat_used] = x_ctx
         yc = np.zeros((b, ctx_pad), np.int32 if self.task == "classification" else np.float32)
         yc[:, :n_ctx] = y_ctx
-        xq = np.zeros((b, qry_pad, f_max), np.float32)
-        xq[:, :n_qry, :n_feat_used] = x_qry
         ctx_len = jnp.full((b,), n_ctx, jnp.int32)
         n_feat = jnp.full((b,), n_feat_used, jnp.int32)
-        caches = self._encode(self.params, jnp.asarray(xc), jnp.asarray(yc), ctx_len, n_feat)
+        caches = _encode_jit(self.graphdef, self.params, jnp.asarray(xc), jnp.asarray(yc), ctx_len, n_feat)
+        max_class = int(y_ctx.max()) if self.task == "classification" else -1
+        return ContextCache(caches, ctx_len, n_feat, n_ctx, n_feat_used, batched, max_class)
+
+    def logits_from_cache(self, cache: ContextCache, x_qry, *, chunk_size: int = 1024,
+                          pad_to_chunk: bool = False) -> Array:
+        """Logits ``f32[(B,) M, num_outputs]`` for queries against an encoded context.
+
+        Queries run in chunks of ``chunk_size`` rows (rounded up to a power of two), so peak memory
+        is ``O(n_ctx · chunk)`` whatever ``M``. With ``pad_to_chunk`` every chunk, even for a few
+        queries, has exactly that shape: a query's output then never depends on how many other
+        queries were predicted with it (bitwise), at the price of computing a full chunk.
+        """
+        x_qry = self._validate_queries(cache, x_qry)
+        b, n_qry, n_feat_used = x_qry.shape
+        chunk = _bucket(chunk_size, minimum=1) if pad_to_chunk else min(_bucket(n_qry), _bucket(chunk_size))
+        qry_pad = -(-n_qry // chunk) * chunk
+        xq = np.zeros((b, qry_pad, self.max_features), np.float32)
+        xq[:, :n_qry, :n_feat_used] = x_qry
         outs = [
-            self._decode(self.params, caches, jnp.asarray(xq[:, s : s + chunk]), ctx_len, n_feat)
+            _decode_jit(self.graphdef, self.params, cache.caches, jnp.asarray(xq[:, s : s + chunk]),
+                        cache.context_len, cache.num_features)
             for s in range(0, qry_pad, chunk)
         ]
-        out = jnp.concatenate(outs, axis=1)[:, :n_qry]
+        out = jnp.concatenate(outs, axis=1)[:, :n_qry] if len(outs) > 1 else outs[0][:, :n_qry]
+        return out if cache.batched else out[0]
+
+    def logits(self, x_ctx, y_ctx, x_qry, *, chunk_size: int = 1024) -> Array:
+        """Raw output logits ``f32[(B,) M, num_outputs]`` for the queries. See :meth:`predict`."""
+        x_ctx, y_ctx, x_qry, batched = self._validate(x_ctx, y_ctx, x_qry)
+        out = self.logits_from_cache(self.encode(x_ctx, y_ctx), x_qry, chunk_size=chunk_size)
+        return out if batched else out[0]
+
+    def logits_uncached(self, x_ctx, y_ctx, x_qry) -> Array:
+        """Reference path: one full forward pass (:meth:`PFNTransformer.__call__`) over the
+        concatenated ``[context; queries]`` sequence, without caching or chunking (memory and time
+        grow with ``(n_ctx + n_qry) · n_ctx``; for tests and benchmarks)."""
+        x_ctx, y_ctx, x_qry, batched = self._validate(x_ctx, y_ctx, x_qry)
+        b, n_ctx, n_feat_used = x_ctx.shape
+        x = np.zeros((b, n_ctx + x_qry.shape[1], self.max_features), np.float32)
+        x[:, :n_ctx, :n_feat_used] = x_ctx
+        x[:, n_ctx:, :n_feat_used] = x_qry
+        y = np.zeros(x.shape[:2], y_ctx.dtype)
+        y[:, :n_ctx] = y_ctx
+        out = _full_forward_jit(self.graphdef, self.params, jnp.asarray(x), jnp.asarray(y),
+                                jnp.full((b,), n_ctx, jnp.int32), jnp.full((b,), n_feat_used, jnp.int32))
+        out = out[:, n_ctx:]
         return out if batched else out[0]
 
     def predict(self, x_ctx, y_ctx, x_qry, *, num_classes: int | None = None, chunk_size: int = 1024):
@@ -134,15 +239,28 @@ class PFN:
             ``quantile(q)``, ``expected_improvement(best)``..., or :class:`ClassProbabilities`.
         """
         logits = self.logits(x_ctx, y_ctx, x_qry, chunk_size=chunk_size)
+        n_cls = None if self.task == "regression" else (
+            int(np.max(np.asarray(y_ctx))) + 1 if num_classes is None else int(num_classes))
+        return self._distribution(logits, n_cls)
+
+    def predict_from_cache(self, cache: ContextCache, x_qry, *, num_classes: int | None = None,
+                           chunk_size: int = 1024):
+        """Like :meth:`predict`, for a context encoded once with :meth:`encode` (re-query without re-encoding)."""
+        logits = self.logits_from_cache(cache, x_qry, chunk_size=chunk_size)
+        n_cls = None if self.task == "regression" else (
+            cache.max_class + 1 if num_classes is None else int(num_classes))
+        return self._distribution(logits, n_cls)
+
+    def _distribution(self, logits: Array, n_cls: int | None):
         if self.task == "regression":
             return bar.BarDistribution(borders=self.borders, logits=logits)
-        n_cls = int(np.max(np.asarray(y_ctx))) + 1 if num_classes is None else int(num_classes)
         if not 1 <= n_cls <= self.max_classes:
             raise ValueError(f"num_classes={n_cls} is outside [1, {self.max_classes}] supported by this model")
         return ClassProbabilities(logits[..., :n_cls])
 
     # ------------------------------------------------------------------ validation
     def _validate(self, x_ctx, y_ctx, x_qry) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Check a (context, queries) triple; returns batched float32/int32 arrays and the batched flag."""
         x_ctx, y_ctx, x_qry = (np.asarray(a) for a in (x_ctx, y_ctx, x_qry))
         batched = x_ctx.ndim == 3
         if not batched:
@@ -157,24 +275,31 @@ class PFN:
                 f"batched input must be x_ctx [B, N, F], y_ctx [B, N], x_qry [B, M, F]; "
                 f"got {x_ctx.shape}, {y_ctx.shape}, {x_qry.shape}"
             )
+        x_ctx, y_ctx, _ = self._validate_context(x_ctx, y_ctx)
+        if x_ctx.shape[2] != x_qry.shape[2]:
+            raise ValueError(f"x_ctx has {x_ctx.shape[2]} features but x_qry has {x_qry.shape[2]}")
+        x_qry = self._check_queries(x_qry)
+        return x_ctx, y_ctx, x_qry, batched
+
+    def _validate_context(self, x_ctx, y_ctx) -> tuple[np.ndarray, np.ndarray, bool]:
+        x_ctx, y_ctx = np.asarray(x_ctx), np.asarray(y_ctx)
+        batched = x_ctx.ndim == 3
+        if not batched:
+            if x_ctx.ndim != 2 or y_ctx.ndim != 1:
+                raise ValueError(f"expected x_ctx [N, F] and y_ctx [N] (or batched with a leading B); "
+                                 f"got {x_ctx.shape}, {y_ctx.shape}")
+            x_ctx, y_ctx = x_ctx[None], y_ctx[None]
+        elif y_ctx.ndim != 2 or x_ctx.shape[0] != y_ctx.shape[0]:
+            raise ValueError(f"batched context must be x_ctx [B, N, F], y_ctx [B, N]; got {x_ctx.shape}, {y_ctx.shape}")
         if x_ctx.shape[1] != y_ctx.shape[1]:
             raise ValueError(f"x_ctx has {x_ctx.shape[1]} rows but y_ctx has {y_ctx.shape[1]}")
         if x_ctx.shape[1] == 0:
             raise ValueError("the context is empty: a PFN needs at least one labelled row")
-        if x_qry.shape[1] == 0:
-            raise ValueError("x_qry has no rows")
-        if x_ctx.shape[2] != x_qry.shape[2]:
-            raise ValueError(f"x_ctx has {x_ctx.shape[2]} features but x_qry has {x_qry.shape[2]}")
         if x_ctx.shape[2] > self.max_features:
             raise ValueError(f"{x_ctx.shape[2]} features given but this model supports at most {self.max_features}")
         if x_ctx.shape[2] == 0:
             raise ValueError("inputs have zero features")
-        if not self.trained_with_missing:
-            for name, arr in (("x_ctx", x_ctx), ("x_qry", x_qry)):
-                if not np.all(np.isfinite(arr)):
-                    raise ValueError(f"{name} contains NaN or inf; this model was not trained with missing values")
-        elif np.any(np.isinf(x_ctx)) or np.any(np.isinf(x_qry)):
-            raise ValueError("inputs contain inf")
+        self._check_finite("x_ctx", x_ctx)
         if self.task == "regression":
             if not np.all(np.isfinite(y_ctx)):
                 raise ValueError("y_ctx contains NaN or inf")
@@ -185,7 +310,34 @@ class PFN:
             if y_ctx.min() < 0 or y_ctx.max() >= self.max_classes:
                 raise ValueError(f"class indices must lie in [0, {self.max_classes}); got [{y_ctx.min()}, {y_ctx.max()}]")
             y_ctx = y_ctx.astype(np.int32)
-        return x_ctx.astype(np.float32), y_ctx, x_qry.astype(np.float32), batched
+        return x_ctx.astype(np.float32), y_ctx, batched
+
+    def _validate_queries(self, cache: ContextCache, x_qry) -> np.ndarray:
+        x_qry = np.asarray(x_qry)
+        want = 3 if cache.batched else 2
+        if x_qry.ndim != want:
+            raise ValueError(f"x_qry must be {'[B, M, F]' if cache.batched else '[M, F]'} like the encoded context; "
+                             f"got shape {x_qry.shape}")
+        if not cache.batched:
+            x_qry = x_qry[None]
+        if x_qry.shape[0] != cache.batch_size:
+            raise ValueError(f"x_qry has batch size {x_qry.shape[0]} but the context has {cache.batch_size}")
+        if x_qry.shape[2] != cache.n_features:
+            raise ValueError(f"the context has {cache.n_features} features but x_qry has {x_qry.shape[2]}")
+        return self._check_queries(x_qry)
+
+    def _check_queries(self, x_qry: np.ndarray) -> np.ndarray:
+        if x_qry.shape[1] == 0:
+            raise ValueError("x_qry has no rows")
+        self._check_finite("x_qry", x_qry)
+        return x_qry.astype(np.float32)
+
+    def _check_finite(self, name: str, x: np.ndarray) -> None:
+        if not self.trained_with_missing:
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"{name} contains NaN or inf; this model was not trained with missing values")
+        elif np.any(np.isinf(x)):
+            raise ValueError(f"{name} contains inf")
 
 
 def _trained_with_missing(cfg: TrainConfig | None) -> bool:
@@ -210,9 +362,9 @@ def load(path: str | Path, step: int | None = None) -> PFN:
     model_cfg = ModelConfig(**meta["model"])
     abstract_model = nnx.eval_shape(lambda: PFNTransformer(model_cfg, nnx.Rngs(0)))
     graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
-    from pfnjax.train.trainer import TrainState, make_optimizer
+    from pfnjax.train.trainer import CLASSIFICATION_BORDERS_SIZE, TrainState, make_optimizer
 
-    n_borders = model_cfg.num_outputs + 1 if model_cfg.task == "regression" else 0
+    n_borders = model_cfg.num_outputs + 1 if model_cfg.task == "regression" else CLASSIFICATION_BORDERS_SIZE
     abstract_state = TrainState(
         step=jax.ShapeDtypeStruct((), jnp.int32),
         params=abstract_params,

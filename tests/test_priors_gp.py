@@ -15,7 +15,7 @@ import pytest
 import scipy.stats
 from scipy.spatial.distance import cdist
 
-from pfnjax.priors import get_prior, gp, make_batch_sampler, sample_batch
+from pfnjax.priors import get_prior, gp, sample_batch
 from pfnjax.priors.base import feature_mask
 from pfnjax.types import BatchShape
 
@@ -56,30 +56,6 @@ def floored_gamma_pvalues(samples: np.ndarray, a: float, rate: float, floor: flo
     f0 = dist.cdf(floor)
     p_ks = scipy.stats.kstest(above, lambda v: (dist.cdf(v) - f0) / (1 - f0)).pvalue
     return p_binom, p_ks
-
-
-def check_prior_contract(prior, shape: BatchShape = BatchShape(6, 24, 5)) -> None:
-    """jit/vmap without callbacks, deterministic, key-dependent, unused columns zero."""
-
-    def nf_sampler(k, f_max):
-        return jax.random.randint(k, (), 1, f_max + 1)
-
-    sampler = make_batch_sampler(prior, shape, num_features_sampler=nf_sampler)
-    jaxpr = str(jax.make_jaxpr(sampler)(jax.random.key(0)))
-    assert "callback" not in jaxpr.lower()
-    b0, b0_again, b1 = sampler(jax.random.key(0)), sampler(jax.random.key(0)), sampler(jax.random.key(1))
-    np.testing.assert_array_equal(np.asarray(b0.x), np.asarray(b0_again.x))
-    np.testing.assert_array_equal(np.asarray(b0.y), np.asarray(b0_again.y))
-    assert not np.allclose(np.asarray(b0.y), np.asarray(b1.y))
-    assert b0.y.shape == (shape.batch_size, shape.seq_len) and b0.y.dtype == jnp.float32
-    assert b0.x.shape == (shape.batch_size, shape.seq_len, shape.num_features) and b0.x.dtype == jnp.float32
-    assert np.isfinite(np.asarray(b0.y)).all() and np.isfinite(np.asarray(b0.x)).all()
-    # datasets within a batch differ
-    assert not np.allclose(np.asarray(b0.y[0]), np.asarray(b0.y[1]))
-    # the prior itself zeroes unused columns (sample_dataset, not just the batch assembly)
-    x, y = jax.jit(lambda k: prior.sample_dataset(k, 16, 5, jnp.int32(2), jnp.int32(8)))(jax.random.key(3))
-    assert np.all(np.asarray(x)[:, 2:] == 0) and np.all(np.asarray(x)[:, :2] != 0)
-    assert y.shape == (16,) and np.isfinite(np.asarray(y)).all()
 
 
 # --------------------------------------------------------------------------- kernels
@@ -267,11 +243,6 @@ def test_gp_hyper_unused_columns_do_not_influence_y():
 
 
 # --------------------------------------------------------------------------- contract
-
-
-@pytest.mark.parametrize("name", ["gp", "gp_hyper"])
-def test_prior_contract(name):
-    check_prior_contract(get_prior(name))
 
 
 def test_gp_hyper_registered_defaults():

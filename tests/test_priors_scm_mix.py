@@ -265,38 +265,3 @@ def test_uniform_feature_count():
         uniform_feature_count(0)
     with pytest.raises(ValueError):
         sampler(jax.random.key(0), 2)
-
-
-# --------------------------------------------------------------------------- every prior here
-
-
-PRIORS = {
-    "scm": lambda: P.get_prior("scm", missing_rate=0.05, categorical_feature_p=0.5),
-    "gp_classification": lambda: GPClassificationPrior(missing_rate=0.05),
-    "tabpfn_v1_mix": lambda: P.get_prior("tabpfn_v1_mix", scm_weight=0.75),
-}
-
-
-@pytest.mark.parametrize("name", sorted(PRIORS))
-def test_prior_contract(name):
-    prior = PRIORS[name]()
-    shape = BatchShape(16, 32, 5)
-    nf_sampler = uniform_feature_count(1)
-    sampler = P.make_batch_sampler(prior, shape, num_features_sampler=nf_sampler)
-    a, b, c = sampler(jax.random.key(11)), sampler(jax.random.key(11)), sampler(jax.random.key(12))
-    for field in ("x", "y", "single_eval_pos", "num_features"):
-        np.testing.assert_array_equal(np.asarray(getattr(a, field)), np.asarray(getattr(b, field)))
-    assert not np.array_equal(np.asarray(a.x), np.asarray(c.x), equal_nan=True)
-    assert a.x.shape == (16, 32, 5) and a.x.dtype == jnp.float32
-    assert a.y.shape == (16, 32) and a.y.dtype == jnp.int32
-    x, y, nf, sep = np.asarray(a.x), np.asarray(a.y), np.asarray(a.num_features), np.asarray(a.single_eval_pos)
-    assert nf.min() < 5  # some columns unused
-    unused = np.arange(5)[None, None, :] >= nf[:, None, None]
-    assert np.all(np.broadcast_to(unused, x.shape) <= (x == 0))
-    assert y.min() >= 0 and y.max() < 10
-    for i in range(16):
-        assert set(y[i, sep[i] :].tolist()) <= set(y[i, : sep[i]].tolist())
-    jaxpr = str(jax.make_jaxpr(lambda k: P.sample_batch(prior, k, shape, num_features_sampler=nf_sampler))(
-        jax.random.key(0)
-    ))
-    assert "callback" not in jaxpr

@@ -137,3 +137,15 @@ def test_predict_rejects_bad_input(trained_pfn):
 def test_public_api_exports():
     for name in ("train", "load", "TrainConfig", "preset_config", "sample_batch", "get_prior", "BatchShape"):
         assert hasattr(pfnjax, name), name
+
+
+def test_classification_run_checkpoints_and_loads(tmp_path):
+    """A classification (SCM prior) run saves, resumes and loads (its state has no bar borders)."""
+    cfg = _cfg(prior="scm", steps=10, num_features=3)
+    train(cfg, tmp_path / "run", progress=False)
+    pfn = load(tmp_path / "run")
+    assert pfn.task == "classification" and pfn.max_classes == 10
+    rng = np.random.default_rng(0)
+    probs = pfn.predict(rng.normal(size=(12, 3)), np.arange(12) % 3, rng.normal(size=(4, 3))).probs
+    np.testing.assert_allclose(np.asarray(probs).sum(-1), 1.0, rtol=1e-5)
+    assert probs.shape == (4, 3)

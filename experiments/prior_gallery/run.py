@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny settings, < 30 s, temporary output folder")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/, smoke: a temp dir)")
     parser.add_argument("--priors", nargs="*", default=None, help="prior names (default: all registered)")
-    parser.add_argument("--draws", type=int, default=4, help="datasets plotted per prior")
+    parser.add_argument("--draws", type=int, default=6, help="datasets plotted per prior")
     parser.add_argument("--gallery-seq-len", type=int, default=200)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=1000)

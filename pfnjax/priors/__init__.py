@@ -14,6 +14,12 @@ from pfnjax.priors.base import (
     uniform_split,
 )
 
+__all__ = [
+    "Prior", "get_prior", "get_split_sampler", "loguniform_split", "make_batch_sampler", "paper_split",
+    "prior_names", "register_prior", "sample_batch", "sample_datasets", "uniform_split",
+    "bnn", "gp", "linear", "mix", "scm",
+]
+
 # Prior modules register themselves on import (one line each, keep sorted).
 # <prior-imports>
 from pfnjax.priors import bnn  # noqa: E402,F401

@@ -584,6 +584,9 @@ class SCMPrior(TabularClassificationConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("num_layers_mean", "hidden_dim_mean", "num_causes_mean", "noise_std_mean", "init_std_mean",
+                     "dropout_beta_range", "activations"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))  # lists from JSON configs -> hashable
         if self.max_num_layers < 2 or self.max_hidden_dim < 4 or self.max_num_causes < 1:
             raise ValueError(
                 "need max_num_layers >= 2, max_hidden_dim >= 4, max_num_causes >= 1; got "

@@ -123,6 +123,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                     steps=100, lr=1e-3, warmup_steps=10),
     "gp-1000": dict(num_features=5, seq_len=1000, batch_size=64, d_model=512, num_layers=6, num_heads=8,
                     steps=10_000, lr=1e-4, warmup_steps=500),
+    # The shipped pretrained models (pfnjax/pretrained/, the default models of pfnjax.sklearn):
+    # about 10 minutes each on a 2-core CPU. 1 to 10 features per dataset, uniform context sizes 1..191.
+    "reg-tiny": dict(prior="bnn", num_features=10, min_features=1, seq_len=192, split="uniform",
+                     batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
+                     num_heads=4, d_ff=128, num_buckets=500, border_samples=200_000, checkpoint_every=500,
+                     keep_checkpoints=1, log_every=25),
+    "cls-tiny": dict(prior="scm", num_features=10, min_features=1, seq_len=192, split="uniform",
+                     batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
+                     num_heads=4, d_ff=128, max_classes=10, checkpoint_every=500, keep_checkpoints=1,
+                     log_every=25, prior_defaults={"scm": {"missing_rate": 0.02}}),
 }
 
 

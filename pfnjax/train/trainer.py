@@ -33,6 +33,7 @@ from pfnjax.types import Array, Batch, BatchShape, PRNGKey
 
 # Independent key streams derived from the run seed.
 _STREAM_TRAIN, _STREAM_BORDERS, _STREAM_INIT, _STREAM_EVAL = 0, 1, 2, 3
+CLASSIFICATION_BORDERS_SIZE = 1
 
 
 def stream_key(seed: int, stream: int) -> PRNGKey:
@@ -48,7 +49,7 @@ class TrainState:
     params: Any  # nnx.State of the model's nnx.Param variables
     opt_state: Any
     rng: Array  # u32 key data of the run key (typed keys are wrapped/unwrapped at the edges)
-    borders: Array  # f32[K+1] bar-distribution borders (regression); f32[0] for classification
+    borders: Array  # f32[K+1] bar-distribution borders (regression); an unused f32[1] for classification
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -106,7 +107,8 @@ def init_state(cfg: TrainConfig, prior: Prior) -> tuple[nnx.GraphDef, TrainState
     if prior.task == "regression":
         borders = compute_borders(prior, cfg)
     else:
-        borders = jnp.zeros((0,), jnp.float32)
+        # Orbax's async save hangs on zero-size arrays, so classification keeps a 1-element placeholder.
+        borders = jnp.zeros((CLASSIFICATION_BORDERS_SIZE,), jnp.float32)
     model_cfg = model_config_for(cfg, prior, borders)
     seed = int(jax.random.randint(stream_key(cfg.seed, _STREAM_INIT), (), 0, 2**31 - 1))
     model = PFNTransformer(model_cfg, nnx.Rngs(seed))

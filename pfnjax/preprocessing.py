@@ -1,0 +1,169 @@
+"""Per-context preprocessing of tabular inputs for PFN inference (numpy, on the host).
+
+A PFN was trained on datasets whose used feature columns are z-scored (and, for the SCM prior,
+soft-clipped at 4σ) and whose regression targets are standardised. :class:`ContextScaler`
+brings real data to that scale, fitting every statistic on the **context rows only** and
+applying it to context and queries alike, in this order (TabPFN v1's inference pipeline):
+
+1. z-score each column with the context's mean and std (NaN ignored; a constant column -> 0);
+2. optionally a per-column power transform (scikit-learn ``PowerTransformer``, Yeo-Johnson) or a
+   quantile transform to a normal (``QuantileTransformer``), fitted on the context;
+3. soft outlier clipping at ``outlier_sigma`` robust std devs (:func:`soft_clip`, the same formula
+   as :func:`pfnjax.priors.scm.soft_clip_outliers`);
+4. z-score again on the context;
+5. missing values (NaN) become 0, i.e. the context column mean.
+
+:class:`TargetScaler` standardises regression targets with the context's mean and (population)
+std and maps bar-distribution borders back to the original units: ``borders * std + mean``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Literal
+
+import numpy as np
+
+Transform = Literal["power", "quantile"] | None
+TRANSFORMS = (None, "none", "power", "quantile")
+
+
+def nan_mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population stds ignoring NaN; all-NaN columns give (0, 0)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(x, axis=0)
+        std = np.nanstd(x, axis=0)
+    return np.nan_to_num(mean), np.nan_to_num(std)
+
+
+def soft_clip_bounds(x: np.ndarray, n_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """TabPFN v1's robust bounds: mean ± n_sigma·std, with the stats recomputed on the inliers."""
+    mean, std = nan_mean_std(x)
+    with np.errstate(invalid="ignore"):
+        inlier = np.abs(x - mean) <= n_sigma * std
+    mean, std = nan_mean_std(np.where(inlier, x, np.nan))
+    return mean - n_sigma * std, mean + n_sigma * std
+
+
+def soft_clip(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Values beyond a bound grow only logarithmically: ``min(x, upper + log1p(|x|))`` and likewise
+    below (TabPFN v1's ``remove_outliers``). NaN stays NaN."""
+    with np.errstate(invalid="ignore"):
+        x = np.maximum(-np.log1p(np.abs(x)) + lower, x)
+        return np.minimum(np.log1p(np.abs(x)) + upper, x)
+
+
+def _safe_std(std: np.ndarray) -> np.ndarray:
+    return np.where(std > 1e-12, std, 1.0)
+
+
+@dataclasses.dataclass
+class ContextScaler:
+    """Fit on context rows, transform any rows (see the module docstring for the steps).
+
+    Attributes:
+        transform: ``None`` / ``"none"``, ``"power"`` (Yeo-Johnson) or ``"quantile"`` (to a normal).
+        outlier_sigma: soft-clip threshold in robust std devs; ``None`` disables clipping.
+        standardize: z-score (steps 1 and 4); ``False`` passes values through unchanged, except
+            that NaN still becomes 0 when ``impute_missing``.
+        impute_missing: replace NaN by 0 (the context mean after z-scoring).
+    """
+
+    transform: Transform = None
+    outlier_sigma: float | None = 4.0
+    standardize: bool = True
+    impute_missing: bool = True
+
+    def fit(self, x: np.ndarray) -> "ContextScaler":
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}")
+        x = np.asarray(x, np.float64)
+        self.n_features_ = x.shape[1]
+        self.transformer_ = None
+        if not self.standardize:
+            return self
+        self.mean1_, std1 = nan_mean_std(x)
+        self.std1_ = _safe_std(std1)
+        z = (x - self.mean1_) / self.std1_
+        if self.transform in ("power", "quantile") and x.shape[0] >= 2:
+            self.transformer_ = _fit_transformer(self.transform, z)
+            if self.transformer_ is not None:
+                z = self._apply_transformer(z)
+        if self.outlier_sigma is not None:
+            self.lower_, self.upper_ = soft_clip_bounds(z, self.outlier_sigma)
+            z = soft_clip(z, self.lower_, self.upper_)
+        self.mean2_, std2 = nan_mean_std(z)
+        self.std2_ = _safe_std(std2)
+        return self
+
+    def _apply_transformer(self, z: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            out = self.transformer_.transform(z)
+        # a column whose transform misbehaves on new rows keeps its z-scores
+        return np.where(np.isfinite(out) | np.isnan(z), out, z)
+
+    def transform_rows(self, x: np.ndarray) -> np.ndarray:
+        """Transformed ``float32`` copy of ``x`` (rows of the same columns as the fitted context)."""
+        x = np.asarray(x, np.float64)
+        if x.shape[1] != self.n_features_:
+            raise ValueError(f"expected {self.n_features_} features, got {x.shape[1]}")
+        if self.standardize:
+            z = (x - self.mean1_) / self.std1_
+            if self.transformer_ is not None:
+                z = self._apply_transformer(z)
+            if self.outlier_sigma is not None:
+                z = soft_clip(z, self.lower_, self.upper_)
+            x = (z - self.mean2_) / self.std2_
+        if self.impute_missing:
+            x = np.where(np.isnan(x), 0.0, x)
+        return x.astype(np.float32)
+
+
+def _fit_transformer(kind: str, z: np.ndarray):
+    """A fitted power/quantile transformer, or None if it fails on this context (TabPFN v1 also
+    fell back to the untransformed column)."""
+    from sklearn.preprocessing import PowerTransformer, QuantileTransformer
+
+    n = z.shape[0]
+    if kind == "power":
+        tr = PowerTransformer(method="yeo-johnson", standardize=True)
+    else:
+        tr = QuantileTransformer(output_distribution="normal", n_quantiles=max(2, min(n, 1000)),
+                                 subsample=None, random_state=0)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            tr.fit(z)
+            out = tr.transform(z)
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+        return None
+    if not np.all(np.isfinite(out) | np.isnan(z)):
+        return None
+    return tr
+
+
+@dataclasses.dataclass
+class TargetScaler:
+    """Standardise regression targets with the context's mean and population std (std floored)."""
+
+    min_std: float = 1e-12
+
+    def fit(self, y: np.ndarray) -> "TargetScaler":
+        y = np.asarray(y, np.float64)
+        self.mean_ = float(np.mean(y))
+        std = float(np.std(y))
+        self.std_ = std if std > self.min_std else 1.0
+        return self
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        return ((np.asarray(y, np.float64) - self.mean_) / self.std_).astype(np.float32)
+
+    def inverse_transform(self, y_std: np.ndarray) -> np.ndarray:
+        return np.asarray(y_std, np.float64) * self.std_ + self.mean_
+
+    def borders_to_original(self, borders: np.ndarray) -> np.ndarray:
+        """Bar borders in standard units -> original units (``borders * std + mean``)."""
+        return self.inverse_transform(borders)

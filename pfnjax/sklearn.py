@@ -1,0 +1,375 @@
+"""scikit-learn estimators backed by a PFN: :class:`PFNRegressor` and :class:`PFNClassifier`.
+
+``fit`` does no training: it stores the (preprocessed) training set as the PFN's context and
+encodes it once (per-layer keys/values); ``predict`` streams the queries through the model against
+that cache. What happens, following TabPFN v1's inference:
+
+* **Preprocessing**, fitted on the context rows only (:mod:`pfnjax.preprocessing`): z-scoring,
+  optionally a power (Yeo-Johnson) or quantile transform for every other ensemble member, soft
+  outlier clipping at ``outlier_sigma`` std devs, z-scoring again; NaN becomes the context column
+  mean if the model was trained with missing values, otherwise NaN/inf raise a ``ValueError``.
+  Regression targets are standardised with the context's mean ``μ`` and std ``σ``; the predicted
+  bar distribution is mapped back to the original units (borders ``* σ + μ``).
+* **Ensembling** over ``n_estimators`` members. Member 0 sees the columns in their given order
+  (and, for classifiers, the labels unshifted) with the plain preprocessing; every other member
+  gets a random feature permutation (``feature_shuffling="random"``, or a cyclic rotation with
+  ``"rotate"``), classifiers also a class-label shift ``(y + s) % C`` undone on the output, and
+  members with odd index use ``transform``. Regression averages the members' bar distributions
+  (:func:`pfnjax.distributions.bar.average_distributions`, a mixture); classification averages the
+  members' logits and applies a softmax at ``softmax_temperature`` (TabPFN v1: 0.8).
+* **Context size**: above ``max_context_size`` rows each member uses its own random subsample
+  (stratified so every class stays present), with a ``UserWarning``.
+* **Deterministic predictions**: queries always run in fixed-size chunks (``chunk_size``), so a
+  row's prediction does not depend on which or how many other rows are predicted with it.
+
+Checks of :func:`sklearn.utils.estimator_checks.check_estimator`: both estimators pass all of them
+with the shipped default models (``tests/test_sklearn.py`` runs them), so no check is marked as
+an expected failure. Notes: ``fit`` ignores nothing (there is no ``sample_weight``); the estimators
+accept NaN only when the model was trained with missing values (the ``allow_nan`` tag follows the
+model, so sklearn's NaN/inf check is skipped for ``cls-tiny`` and runs for ``reg-tiny``).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from pfnjax.distributions import bar
+from pfnjax.predict import PFN, load
+from pfnjax.preprocessing import ContextScaler, TargetScaler
+
+DEFAULT_REGRESSOR = "reg-tiny"
+DEFAULT_CLASSIFIER = "cls-tiny"
+PREPROCESSING = ("power", "quantile", "standard", "none")
+FEATURE_SHUFFLING = ("random", "rotate", "none")
+
+_MODEL_CACHE: dict[str, PFN] = {}
+
+
+def resolve_model(model) -> PFN:
+    """A :class:`PFN` from a ``PFN``, a run directory, or a shipped pretrained name.
+
+    Loaded models are cached per resolved path, so refitting (or cloning) an estimator does not
+    reload or recompile.
+    """
+    if isinstance(model, PFN):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        key = str(Path(model).absolute()) if Path(model).exists() else str(model)
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = load(model)
+        return _MODEL_CACHE[key]
+    raise TypeError(f"model must be a pfnjax.PFN, a run directory or a pretrained name; got {type(model).__name__}")
+
+
+def _model_name(model) -> str:
+    return type(model).__name__ if isinstance(model, PFN) else repr(str(model))
+
+
+class _PFNEstimator(BaseEstimator):
+    """Shared fit/predict machinery; see the module docstring."""
+
+    _task = ""
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._model_allows_nan()
+        return tags
+
+    def _model_allows_nan(self) -> bool:
+        try:
+            return bool(resolve_model(self.model).trained_with_missing)
+        except Exception:  # tags must not raise for a bad model argument
+            return False
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_context_cache", None)  # device arrays; rebuilt from the stored context on load
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_x_context" in self.__dict__:
+            self._context_cache = self.pfn_.encode(self._x_context, self._y_context)
+
+    # ------------------------------------------------------------------ parameter checks
+    def _check_params(self) -> None:
+        if not isinstance(self.n_estimators, numbers.Integral) or self.n_estimators < 1:
+            raise ValueError(f"n_estimators must be an int >= 1, got {self.n_estimators!r}")
+        if self.preprocessing not in PREPROCESSING:
+            raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {self.preprocessing!r}")
+        if self.feature_shuffling not in FEATURE_SHUFFLING:
+            raise ValueError(f"feature_shuffling must be one of {FEATURE_SHUFFLING}, got {self.feature_shuffling!r}")
+        if not isinstance(self.max_context_size, numbers.Integral) or self.max_context_size < 1:
+            raise ValueError(f"max_context_size must be an int >= 1, got {self.max_context_size!r}")
+        if not isinstance(self.chunk_size, numbers.Integral) or self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {self.chunk_size!r}")
+        if self.outlier_sigma is not None and not self.outlier_sigma > 0:
+            raise ValueError(f"outlier_sigma must be positive or None, got {self.outlier_sigma!r}")
+
+    def _load_model(self) -> PFN:
+        pfn = resolve_model(self.model)
+        if pfn.task != self._task:
+            raise ValueError(f"{type(self).__name__} needs a {self._task} PFN, but model {_model_name(self.model)} "
+                             f"is a {pfn.task} model")
+        return pfn
+
+    def _validate_X_y(self, X, y, pfn: PFN):
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._task == "regression",
+                             ensure_all_finite="allow-nan" if pfn.trained_with_missing else True)
+        if X.shape[1] > pfn.max_features:
+            raise ValueError(f"X has {X.shape[1]} features, but model {_model_name(self.model)} supports at most "
+                             f"{pfn.max_features}; reduce the features (e.g. feature selection or PCA) or use a "
+                             "model trained with more")
+        return X, y
+
+    def _validate_X(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=np.float64,
+                             ensure_all_finite="allow-nan" if self.pfn_.trained_with_missing else True)
+
+    # ------------------------------------------------------------------ the ensemble
+    def _member_configs(self, n_rows: int, n_features: int, n_classes: int, y_codes, rng) -> list[dict]:
+        """Feature permutation, class shift, transform and context rows of every ensemble member."""
+        members = []
+        shift0 = int(rng.integers(n_classes)) if n_classes > 1 else 0
+        rot0 = int(rng.integers(n_features))
+        for i in range(self.n_estimators):
+            if i == 0 or self.feature_shuffling == "none":
+                perm = np.arange(n_features)
+            elif self.feature_shuffling == "rotate":
+                perm = np.roll(np.arange(n_features), -((rot0 + i) % n_features))
+            else:
+                perm = rng.permutation(n_features)
+            shift = 0 if (i == 0 or n_classes <= 1) else (shift0 + i) % n_classes
+            transform = None
+            if self.preprocessing in ("power", "quantile") and i % 2 == 1:
+                transform = self.preprocessing
+            rows = None
+            if n_rows > self.max_context_size:
+                rows = _subsample(rng, n_rows, self.max_context_size, y_codes)
+            members.append({"feature_permutation": perm, "class_shift": shift, "transform": transform,
+                            "context_rows": rows})
+        return members
+
+    def _fit_context(self, X: np.ndarray, y_model: np.ndarray, pfn: PFN, n_classes: int, y_codes) -> None:
+        """Preprocess each member's context, stack them as a batch and encode it once."""
+        self._check_params()
+        rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+        n_rows = X.shape[0]
+        if n_rows > self.max_context_size:
+            warnings.warn(
+                f"{n_rows} training rows exceed max_context_size={self.max_context_size}: each ensemble member "
+                f"uses a random subsample of {self.max_context_size} rows as its context",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.ensemble_ = self._member_configs(n_rows, X.shape[1], n_classes, y_codes, rng)
+        self.scalers_ = []
+        xs, ys = [], []
+        for m in self.ensemble_:
+            rows = slice(None) if m["context_rows"] is None else m["context_rows"]
+            x_m = X[rows][:, m["feature_permutation"]]
+            scaler = ContextScaler(
+                transform=m["transform"],
+                outlier_sigma=self.outlier_sigma,
+                standardize=self.preprocessing != "none",
+                impute_missing=True,
+            ).fit(x_m)
+            self.scalers_.append(scaler)
+            xs.append(scaler.transform_rows(x_m))
+            y_m = y_model[rows]
+            if n_classes > 1:
+                y_m = (y_m + m["class_shift"]) % n_classes
+            ys.append(y_m)
+        self.pfn_ = pfn
+        self.n_context_ = xs[0].shape[0]
+        self._x_context, self._y_context = np.stack(xs), np.stack(ys)
+        self._context_cache = pfn.encode(self._x_context, self._y_context)
+
+    def _member_logits(self, X: np.ndarray) -> np.ndarray:
+        """``f32[n_estimators, n_rows, num_outputs]``: every member's logits for the rows of X."""
+        xq = np.stack([s.transform_rows(X[:, m["feature_permutation"]]) for s, m in zip(self.scalers_, self.ensemble_)])
+        out = self.pfn_.logits_from_cache(self._context_cache, xq, chunk_size=self.chunk_size, pad_to_chunk=True)
+        return np.asarray(out)
+
+
+def _subsample(rng: np.random.Generator, n: int, k: int, y_codes) -> np.ndarray:
+    """``k`` of ``n`` row indices without replacement; with class codes, at least one row per class."""
+    if y_codes is None:
+        return np.sort(rng.choice(n, size=k, replace=False))
+    first = [rng.choice(np.flatnonzero(y_codes == c)) for c in np.unique(y_codes)]
+    rest = np.setdiff1d(np.arange(n), first)
+    extra = rng.choice(rest, size=max(0, k - len(first)), replace=False)
+    return np.sort(np.concatenate([first, extra]).astype(np.int64))
+
+
+_COMMON_PARAMS_DOC = """
+    Parameters:
+        model: a :class:`pfnjax.PFN`, the path of a run directory, or the name of a pretrained model
+            shipped in ``pfnjax/pretrained`` (default ``{default}``).
+        n_estimators: ensemble members (each with its own feature permutation{shift} and preprocessing).
+        preprocessing: ``"power"`` (default: z-score every member, Yeo-Johnson power transform for
+            every other member, as TabPFN v1), ``"quantile"`` (quantile-to-normal transform instead),
+            ``"standard"`` (z-score only) or ``"none"`` (raw features; NaN still imputed by 0).
+        outlier_sigma: soft outlier clipping threshold in std devs (None: off).
+        feature_shuffling: ``"random"`` permutations, cyclic ``"rotate"``, or ``"none"``. Member 0
+            always keeps the original column order.
+        max_context_size: at most this many training rows form a member's context; above it each
+            member draws a random subsample and a ``UserWarning`` is issued.
+        chunk_size: queries per model call (fixed shape: results never depend on the batch of rows).
+        random_state: seeds the permutations{shift_rs} and subsamples (int, ``RandomState`` or None).
+"""
+
+
+class PFNRegressor(RegressorMixin, _PFNEstimator):
+    """Regression with a PFN: a posterior predictive distribution per row, in the units of ``y``.
+
+    ``predict`` returns the predictive mean, :meth:`predict_quantiles` quantiles, and
+    :meth:`predict_distribution` the full :class:`pfnjax.BarDistribution` (mean, median, mode,
+    quantile, pdf, cdf, sample, EI, ...) in the original units of ``y``.
+    {params}
+    Fitted attributes: ``pfn_`` (the PFN), ``n_features_in_``, ``n_context_`` (context rows per
+    member), ``ensemble_`` (each member's ``feature_permutation``, ``transform``, ``context_rows``),
+    ``scalers_`` (each member's fitted :class:`pfnjax.preprocessing.ContextScaler`), ``y_mean_`` and
+    ``y_std_`` (the target standardisation), ``borders_`` (bar borders in the units of ``y``).
+    """
+
+    _task = "regression"
+
+    def __init__(self, model=DEFAULT_REGRESSOR, n_estimators: int = 4, *, preprocessing: str = "power",
+                 outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
+                 chunk_size: int = 256, random_state=None):
+        self.model = model
+        self.n_estimators = n_estimators
+        self.preprocessing = preprocessing
+        self.outlier_sigma = outlier_sigma
+        self.feature_shuffling = feature_shuffling
+        self.max_context_size = max_context_size
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Store ``(X, y)`` as the context (preprocessed, standardised) and encode it. No training."""
+        self._check_params()
+        pfn = self._load_model()
+        X, y = self._validate_X_y(X, y, pfn)
+        target = TargetScaler().fit(y)
+        self.y_mean_, self.y_std_ = target.mean_, target.std_
+        self._fit_context(X, target.transform(y), pfn, 1, None)
+        self.borders_ = np.asarray(pfn.borders, np.float64) * self.y_std_ + self.y_mean_
+        return self
+
+    def predict_distribution(self, X) -> bar.BarDistribution:
+        """The ensemble's predictive distribution for every row of X, in the units of ``y``
+        (batch shape ``[n_rows]``): the mixture of the members' distributions, borders ``* σ + μ``."""
+        X = self._validate_X(X)
+        logits = bar.average_distributions(jnp.asarray(self._member_logits(X)), axis=0)
+        return bar.BarDistribution(borders=jnp.asarray(self.borders_, jnp.float32), logits=logits)
+
+    def predict(self, X) -> np.ndarray:
+        """Predictive mean per row (float64, units of ``y``)."""
+        return np.asarray(self.predict_distribution(X).mean(), np.float64)
+
+    def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95)) -> np.ndarray:
+        """``[n_rows, len(quantiles)]`` predictive quantiles (units of ``y``)."""
+        q = np.asarray(quantiles, np.float64)
+        if q.ndim != 1 or q.size == 0 or np.any((q <= 0) | (q >= 1)):
+            raise ValueError(f"quantiles must be a non-empty 1-D sequence in (0, 1), got {quantiles!r}")
+        dist = self.predict_distribution(X)
+        return np.asarray(dist.quantile(jnp.asarray(q, jnp.float32)), np.float64).reshape(-1, q.size)
+
+
+class PFNClassifier(ClassifierMixin, _PFNEstimator):
+    """Classification with a PFN (any labels: encoded with a ``LabelEncoder`` and decoded).
+
+    ``predict_proba`` columns follow ``classes_``. The ensemble averages the members' logits
+    (after undoing each member's label shift) and applies ``softmax(logits / softmax_temperature)``.
+    {params}        softmax_temperature: divides the averaged logits before the softmax (TabPFN v1: 0.8).
+
+    Fitted attributes: ``classes_``, ``pfn_``, ``n_features_in_``, ``n_context_``, ``ensemble_``
+    (each member's ``feature_permutation``, ``class_shift``, ``transform``, ``context_rows``),
+    ``scalers_``.
+    """
+
+    _task = "classification"
+
+    def __init__(self, model=DEFAULT_CLASSIFIER, n_estimators: int = 4, *, preprocessing: str = "power",
+                 outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
+                 chunk_size: int = 256, softmax_temperature: float = 0.8, random_state=None):
+        self.model = model
+        self.n_estimators = n_estimators
+        self.preprocessing = preprocessing
+        self.outlier_sigma = outlier_sigma
+        self.feature_shuffling = feature_shuffling
+        self.max_context_size = max_context_size
+        self.chunk_size = chunk_size
+        self.softmax_temperature = softmax_temperature
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Encode the labels, store ``(X, y)`` as the context (preprocessed) and encode it. No training."""
+        self._check_params()
+        if not self.softmax_temperature > 0:
+            raise ValueError(f"softmax_temperature must be > 0, got {self.softmax_temperature!r}")
+        pfn = self._load_model()
+        X, y = self._validate_X_y(X, y, pfn)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        n_classes = len(encoder.classes_)
+        if n_classes < 2:
+            raise ValueError(
+                f"Classifier can't train when only one class is present: y holds the single class "
+                f"{encoder.classes_[0]!r}; a PFN classifier needs at least 2 classes"
+            )
+        if n_classes > pfn.max_classes:
+            raise ValueError(f"y has {n_classes} classes, but model {_model_name(self.model)} supports at most "
+                             f"{pfn.max_classes}")
+        self.classes_ = encoder.classes_
+        codes = encoder.transform(y).astype(np.int32)
+        self._fit_context(X, codes, pfn, n_classes, codes)
+        return self
+
+    def _ensemble_logits(self, X) -> np.ndarray:
+        """Averaged logits ``[n_rows, n_classes]`` in ``classes_`` order (before the temperature)."""
+        X = self._validate_X(X)
+        n_classes = len(self.classes_)
+        member = self._member_logits(X)[..., :n_classes]
+        # member i saw label (c + s_i) % C for class c: its logit for class c is at column (c + s_i) % C
+        unshifted = [np.take(lg, (np.arange(n_classes) + m["class_shift"]) % n_classes, axis=-1)
+                     for lg, m in zip(member, self.ensemble_)]
+        return np.mean(unshifted, axis=0)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``[n_rows, n_classes]`` class probabilities, columns in ``classes_`` order."""
+        logits = self._ensemble_logits(X) / self.softmax_temperature
+        return np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1), np.float64)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        logits = self._ensemble_logits(X) / self.softmax_temperature
+        return np.asarray(jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1), np.float64)
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class per row (labels as given to ``fit``)."""
+        return self.classes_[np.argmax(self._ensemble_logits(X), axis=-1)]
+
+
+PFNRegressor.__doc__ = PFNRegressor.__doc__.format(
+    params=_COMMON_PARAMS_DOC.format(default=DEFAULT_REGRESSOR, shift="", shift_rs=""))
+PFNClassifier.__doc__ = PFNClassifier.__doc__.format(
+    params=_COMMON_PARAMS_DOC.format(default=DEFAULT_CLASSIFIER, shift=", class-label shift",
+                                     shift_rs=", class shifts"))
+
+__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "PFNClassifier", "PFNRegressor", "resolve_model"]
