@@ -10,11 +10,10 @@ that cache. What happens, following TabPFN v1's inference:
   mean if the model was trained with missing values, otherwise NaN/inf raise a ``ValueError``.
   Regression targets are standardised with the context's mean ``μ`` and std ``σ``; the predicted
   bar distribution is mapped back to the original units (borders ``* σ + μ``).
-* **Ensembling** over ``n_estimators`` members. Member 0 sees the columns in their given order
-  (and, for classifiers, the labels unshifted) with the plain preprocessing; every other member
-  gets a random feature permutation (``feature_shuffling="random"``, or a cyclic rotation with
-  ``"rotate"``), classifiers also a class-label shift ``(y + s) % C`` undone on the output, and
-  members with odd index use ``transform``. Regression averages the members' bar distributions
+* **Ensembling** over ``n_estimators`` members. Member ``i`` sees the columns in a random order
+  (``feature_shuffling="random"``; member 0 keeps the given order) or rotated by ``i`` places
+  (``"rotate"``); a classifier's member ``i`` sees the labels shifted, ``(y + i) % C``, which is
+  undone on its output; members with odd ``i`` get the power or quantile transform. Regression averages the members' bar distributions
   (:func:`pfnjax.distributions.bar.average_distributions`, a mixture); classification averages the
   members' logits and applies a softmax at ``softmax_temperature`` (TabPFN v1: 0.8).
 * **Context size**: above ``max_context_size`` rows each member uses its own random subsample
@@ -36,7 +35,6 @@ import os
 import warnings
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -48,6 +46,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from pfnjax.distributions import bar
 from pfnjax.predict import PFN, load
 from pfnjax.preprocessing import ContextScaler, TargetScaler
+from pfnjax.train import checkpoint as ckpt
+from pfnjax.types import Array
 
 DEFAULT_REGRESSOR = "reg-tiny"
 DEFAULT_CLASSIFIER = "cls-tiny"
@@ -60,13 +60,14 @@ _MODEL_CACHE: dict[str, PFN] = {}
 def resolve_model(model) -> PFN:
     """A :class:`PFN` from a ``PFN``, a run directory, or a shipped pretrained name.
 
-    Loaded models are cached per resolved path, so refitting (or cloning) an estimator does not
-    reload or recompile.
+    Loaded models are cached per path and latest checkpoint step, so refitting (or cloning) an
+    estimator does not reload or recompile, while a run that has moved on is reloaded.
     """
     if isinstance(model, PFN):
         return model
     if isinstance(model, (str, os.PathLike)):
-        key = str(Path(model).absolute()) if Path(model).exists() else str(model)
+        path = Path(model)
+        key = f"{path.absolute()}@{ckpt.latest_step(path)}" if path.exists() else str(model)
         if key not in _MODEL_CACHE:
             _MODEL_CACHE[key] = load(model)
         return _MODEL_CACHE[key]
@@ -144,16 +145,14 @@ class _PFNEstimator(BaseEstimator):
     def _member_configs(self, n_rows: int, n_features: int, n_classes: int, y_codes, rng) -> list[dict]:
         """Feature permutation, class shift, transform and context rows of every ensemble member."""
         members = []
-        shift0 = int(rng.integers(n_classes)) if n_classes > 1 else 0
-        rot0 = int(rng.integers(n_features))
         for i in range(self.n_estimators):
             if i == 0 or self.feature_shuffling == "none":
                 perm = np.arange(n_features)
             elif self.feature_shuffling == "rotate":
-                perm = np.roll(np.arange(n_features), -((rot0 + i) % n_features))
+                perm = np.roll(np.arange(n_features), -(i % n_features))
             else:
                 perm = rng.permutation(n_features)
-            shift = 0 if (i == 0 or n_classes <= 1) else (shift0 + i) % n_classes
+            shift = i % n_classes
             transform = None
             if self.preprocessing in ("power", "quantile") and i % 2 == 1:
                 transform = self.preprocessing
@@ -204,6 +203,21 @@ class _PFNEstimator(BaseEstimator):
         xq = np.stack([s.transform_rows(X[:, m["feature_permutation"]]) for s, m in zip(self.scalers_, self.ensemble_)])
         out = self.pfn_.logits_from_cache(self._context_cache, xq, chunk_size=self.chunk_size, pad_to_chunk=True)
         return np.asarray(out)
+
+
+def _rowwise(fn, x: np.ndarray, chunk: int, axis: int = 1) -> np.ndarray:
+    """``fn`` applied to fixed-size row chunks of ``x`` (rows along ``axis``), results concatenated
+    along their first axis. The zero-padded last chunk keeps every call the same shape, so a row's
+    result never depends on the other rows (XLA may vectorise reductions differently for different
+    shapes, which shows up in the last float bits)."""
+    n = x.shape[axis]
+    pad = -(-n // chunk) * chunk - n
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, pad)
+    x = np.pad(x, widths)
+    parts = [np.asarray(fn(jnp.asarray(np.take(x, np.arange(s, s + chunk), axis=axis))))
+             for s in range(0, n + pad, chunk)]
+    return np.concatenate(parts, axis=0)[:n].astype(np.float64)
 
 
 def _subsample(rng: np.random.Generator, n: int, k: int, y_codes) -> np.ndarray:
@@ -272,24 +286,33 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         self.borders_ = np.asarray(pfn.borders, np.float64) * self.y_std_ + self.y_mean_
         return self
 
+    def _mixture_logits(self, X) -> np.ndarray:
+        X = self._validate_X(X)
+        return _rowwise(lambda lg: bar.average_distributions(lg, axis=0), self._member_logits(X), self.chunk_size)
+
+    def _borders(self) -> Array:
+        return jnp.asarray(self.borders_, jnp.float32)
+
     def predict_distribution(self, X) -> bar.BarDistribution:
         """The ensemble's predictive distribution for every row of X, in the units of ``y``
         (batch shape ``[n_rows]``): the mixture of the members' distributions, borders ``* σ + μ``."""
-        X = self._validate_X(X)
-        logits = bar.average_distributions(jnp.asarray(self._member_logits(X)), axis=0)
-        return bar.BarDistribution(borders=jnp.asarray(self.borders_, jnp.float32), logits=logits)
+        return bar.BarDistribution(borders=self._borders(), logits=jnp.asarray(self._mixture_logits(X)))
 
     def predict(self, X) -> np.ndarray:
         """Predictive mean per row (float64, units of ``y``)."""
-        return np.asarray(self.predict_distribution(X).mean(), np.float64)
+        logits = self._mixture_logits(X)
+        borders = self._borders()
+        return _rowwise(lambda lg: bar.mean(borders, lg), logits, self.chunk_size, axis=0)
 
     def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95)) -> np.ndarray:
         """``[n_rows, len(quantiles)]`` predictive quantiles (units of ``y``)."""
         q = np.asarray(quantiles, np.float64)
         if q.ndim != 1 or q.size == 0 or np.any((q <= 0) | (q >= 1)):
             raise ValueError(f"quantiles must be a non-empty 1-D sequence in (0, 1), got {quantiles!r}")
-        dist = self.predict_distribution(X)
-        return np.asarray(dist.quantile(jnp.asarray(q, jnp.float32)), np.float64).reshape(-1, q.size)
+        logits = self._mixture_logits(X)
+        borders, qj = self._borders(), jnp.asarray(q, jnp.float32)
+        out = _rowwise(lambda lg: bar.icdf(borders, lg, qj), logits, self.chunk_size, axis=0)
+        return out.reshape(-1, q.size)
 
 
 class PFNClassifier(ClassifierMixin, _PFNEstimator):
@@ -352,18 +375,20 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
                      for lg, m in zip(member, self.ensemble_)]
         return np.mean(unshifted, axis=0)
 
+    def predict_log_proba(self, X) -> np.ndarray:
+        """``[n_rows, n_classes]`` log class probabilities, columns in ``classes_`` order."""
+        logits = self._ensemble_logits(X).astype(np.float64) / self.softmax_temperature
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+
     def predict_proba(self, X) -> np.ndarray:
         """``[n_rows, n_classes]`` class probabilities, columns in ``classes_`` order."""
-        logits = self._ensemble_logits(X) / self.softmax_temperature
-        return np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1), np.float64)
-
-    def predict_log_proba(self, X) -> np.ndarray:
-        logits = self._ensemble_logits(X) / self.softmax_temperature
-        return np.asarray(jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1), np.float64)
+        return np.exp(self.predict_log_proba(X))
 
     def predict(self, X) -> np.ndarray:
         """The most probable class per row (labels as given to ``fit``)."""
-        return self.classes_[np.argmax(self._ensemble_logits(X), axis=-1)]
+        logits = self._ensemble_logits(X)  # first: it raises NotFittedError before classes_ is touched
+        return self.classes_[np.argmax(logits, axis=-1)]
 
 
 PFNRegressor.__doc__ = PFNRegressor.__doc__.format(
