@@ -112,15 +112,24 @@ def restore(run_dir: str | Path, abstract_state: Any, step: int | None = None) -
     with ocp.CheckpointManager(
         checkpoint_dir(run_dir), options=_READ_OPTIONS, item_names=("state", "config")
     ) as manager:
-        try:
-            restored = manager.restore(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), config=ocp.args.JsonRestore()),
-            )
-        except Exception as exc:  # orbax raises many types for corrupt or mismatched files
-            raise CheckpointError(
-                f"could not restore checkpoint {checkpoint_dir(run_dir) / str(step)}: {type(exc).__name__}: {exc}"
-            ) from exc
+        return restore_from_manager(manager, abstract_state, step)
+
+
+def restore_from_manager(manager: ocp.CheckpointManager, abstract_state: Any, step: int) -> tuple[Any, dict]:
+    """Restore ``(state, config)`` at ``step`` through an open manager.
+
+    Training resumes through its own manager: every process must make the same Orbax calls
+    (each one is a cross-process barrier), so no process may open an extra manager.
+    """
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), config=ocp.args.JsonRestore()),
+        )
+    except Exception as exc:  # orbax raises many types for corrupt or mismatched files
+        raise CheckpointError(
+            f"could not restore checkpoint {manager.directory / str(step)}: {type(exc).__name__}: {exc}"
+        ) from exc
     return restored.state, dict(restored.config)
 
 

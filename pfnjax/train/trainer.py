@@ -254,14 +254,16 @@ def train(
         run_path.mkdir(parents=True, exist_ok=True)
         if jax.process_index() == 0:
             (run_path / "config.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
-        if resume and ckpt.latest_step(run_path) is not None:
-            state, saved = ckpt.restore(run_path, ckpt.abstract_like(state, replicated))
+        manager = ckpt.make_manager(run_path, keep=cfg.keep_checkpoints)
+        resume_step = manager.latest_step() if resume else None
+        if resume_step is not None:
+            state, saved = ckpt.restore_from_manager(manager, ckpt.abstract_like(state, replicated), resume_step)
             if saved.get("train") != metadata["train"]:
+                manager.close()
                 raise ValueError(
                     f"the checkpoint in {run_path} was written with a different config; "
                     "use a new --out directory or the same settings"
                 )
-        manager = ckpt.make_manager(run_path, keep=cfg.keep_checkpoints)
 
     step_fn = make_train_step(cfg, prior, graphdef, mesh, model_cfg.task)
     start = int(_host(state.step))
