@@ -20,8 +20,6 @@ median over ``--repeats`` runs with ``block_until_ready``:
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +30,8 @@ import numpy as np
 from pfnjax.model import ModelConfig
 from pfnjax.predict import PFN
 from pfnjax.priors import gp
+
+from _results import write_markdown  # a sibling: a script's own folder is on sys.path
 
 
 def _time(fn, repeats: int) -> float:
@@ -92,21 +92,6 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def _device() -> str:
-    dev = jax.devices()[0]
-    if dev.platform != "cpu":
-        return f"{dev.device_kind} ({dev.platform})"
-    model = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import os
-
-    return f"CPU: {model}, {os.cpu_count()} cores visible"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-ctx", type=int, default=1000)
@@ -124,15 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(res)
     print(table)
     if args.markdown:
-        header = [
-            f"# Inference latency ({datetime.date.today().isoformat()})",
-            "",
-            f"- device: {_device()}; jax {jax.__version__} ({jax.devices()[0].platform})",
-            f"- command: `python {' '.join(sys.argv)}`",
-            "",
-        ]
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(header) + table + "\n")
+        write_markdown(args.markdown, "Inference latency", table)
     return 0
 
 

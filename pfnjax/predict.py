@@ -229,7 +229,9 @@ class PFN:
         """Posterior predictive distribution at ``x_qry`` given the context ``(x_ctx, y_ctx)``.
 
         Args:
-            x_ctx: ``[N, F]`` or batched ``[B, N, F]`` (numpy or jax); ``F <= max_features``.
+            x_ctx: ``[N, F]`` or batched ``[B, N, F]`` (numpy or jax); ``F <= max_features``. Pass only
+                the used columns, not zero padding: the model rescales x by the used fraction
+                ``F / max_features`` as in training, and padding columns would distort that.
             y_ctx: ``[N]`` or ``[B, N]``: real targets (regression) or class indices (classification).
             x_qry: ``[M, F]`` or ``[B, M, F]``.
             num_classes: classification only: number of classes (default ``max(y_ctx) + 1``).

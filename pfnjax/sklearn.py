@@ -12,8 +12,10 @@ that cache. What happens, following TabPFN v1's inference:
   bar distribution is mapped back to the original units (borders ``* σ + μ``).
 * **Ensembling** over ``n_estimators`` members. Member ``i`` sees the columns in a random order
   (``feature_shuffling="random"``; member 0 keeps the given order) or rotated by ``i`` places
-  (``"rotate"``); a classifier's member ``i`` sees the labels shifted, ``(y + i) % C``, which is
-  undone on its output; members with odd ``i`` get the power or quantile transform. Regression averages the members' bar distributions
+  (``"rotate"``); a classifier's member ``i`` sees the labels relabelled, cyclically shifted
+  ``(y + i) % C`` (``class_shuffling="shift"``, TabPFN v1) or by a random permutation (``"random"``),
+  which is undone on its output; members with odd ``i`` get the power or quantile transform.
+  Regression averages the members' bar distributions
   (:func:`pfnjax.distributions.bar.average_distributions`, a mixture); classification averages the
   members' logits and applies a softmax at ``softmax_temperature`` (TabPFN v1: 0.8).
 * **Context size**: above ``max_context_size`` rows each member uses its own random subsample
@@ -53,6 +55,7 @@ DEFAULT_REGRESSOR = "reg-tiny"
 DEFAULT_CLASSIFIER = "cls-tiny"
 PREPROCESSING = ("power", "quantile", "standard", "none")
 FEATURE_SHUFFLING = ("random", "rotate", "none")
+CLASS_SHUFFLING = ("shift", "random", "none")
 
 _MODEL_CACHE: dict[str, PFN] = {}
 
@@ -119,6 +122,11 @@ class _PFNEstimator(BaseEstimator):
             raise ValueError(f"chunk_size must be an int >= 1, got {self.chunk_size!r}")
         if self.outlier_sigma is not None and not self.outlier_sigma > 0:
             raise ValueError(f"outlier_sigma must be positive or None, got {self.outlier_sigma!r}")
+        if self._class_shuffling() not in CLASS_SHUFFLING:
+            raise ValueError(f"class_shuffling must be one of {CLASS_SHUFFLING}, got {self._class_shuffling()!r}")
+
+    def _class_shuffling(self) -> str:
+        return getattr(self, "class_shuffling", "none")  # only the classifier relabels classes
 
     def _load_model(self) -> PFN:
         pfn = resolve_model(self.model)
@@ -143,7 +151,9 @@ class _PFNEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ the ensemble
     def _member_configs(self, n_rows: int, n_features: int, n_classes: int, y_codes, rng) -> list[dict]:
-        """Feature permutation, class shift, transform and context rows of every ensemble member."""
+        """Feature permutation, class relabelling, transform and context rows of every ensemble member.
+
+        ``class_permutation[c]`` is the label the member's model sees for class ``c``."""
         members = []
         for i in range(self.n_estimators):
             if i == 0 or self.feature_shuffling == "none":
@@ -152,14 +162,19 @@ class _PFNEstimator(BaseEstimator):
                 perm = np.roll(np.arange(n_features), -(i % n_features))
             else:
                 perm = rng.permutation(n_features)
-            shift = i % n_classes
+            if i == 0 or self._class_shuffling() == "none":
+                classes = np.arange(n_classes)
+            elif self._class_shuffling() == "shift":
+                classes = (np.arange(n_classes) + i) % n_classes
+            else:
+                classes = rng.permutation(n_classes)
             transform = None
             if self.preprocessing in ("power", "quantile") and i % 2 == 1:
                 transform = self.preprocessing
             rows = None
             if n_rows > self.max_context_size:
                 rows = _subsample(rng, n_rows, self.max_context_size, y_codes)
-            members.append({"feature_permutation": perm, "class_shift": shift, "transform": transform,
+            members.append({"feature_permutation": perm, "class_permutation": classes, "transform": transform,
                             "context_rows": rows})
         return members
 
@@ -191,7 +206,7 @@ class _PFNEstimator(BaseEstimator):
             xs.append(scaler.transform_rows(x_m))
             y_m = y_model[rows]
             if n_classes > 1:
-                y_m = (y_m + m["class_shift"]) % n_classes
+                y_m = m["class_permutation"][y_m]
             ys.append(y_m)
         self.pfn_ = pfn
         self.n_context_ = xs[0].shape[0]
@@ -319,11 +334,13 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
     """Classification with a PFN (any labels: encoded with a ``LabelEncoder`` and decoded).
 
     ``predict_proba`` columns follow ``classes_``. The ensemble averages the members' logits
-    (after undoing each member's label shift) and applies ``softmax(logits / softmax_temperature)``.
-    {params}        softmax_temperature: divides the averaged logits before the softmax (TabPFN v1: 0.8).
+    (after undoing each member's relabelling) and applies ``softmax(logits / softmax_temperature)``.
+    {params}        class_shuffling: how member ``i > 0`` relabels the classes: ``"shift"`` (cyclic,
+            ``(y + i) % C``, TabPFN v1), ``"random"`` (a random permutation) or ``"none"``.
+        softmax_temperature: divides the averaged logits before the softmax (TabPFN v1: 0.8).
 
     Fitted attributes: ``classes_``, ``pfn_``, ``n_features_in_``, ``n_context_``, ``ensemble_``
-    (each member's ``feature_permutation``, ``class_shift``, ``transform``, ``context_rows``),
+    (each member's ``feature_permutation``, ``class_permutation``, ``transform``, ``context_rows``),
     ``scalers_``.
     """
 
@@ -331,7 +348,8 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
 
     def __init__(self, model=DEFAULT_CLASSIFIER, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
-                 chunk_size: int = 256, softmax_temperature: float = 0.8, random_state=None):
+                 chunk_size: int = 256, class_shuffling: str = "shift", softmax_temperature: float = 0.8,
+                 random_state=None):
         self.model = model
         self.n_estimators = n_estimators
         self.preprocessing = preprocessing
@@ -339,6 +357,7 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
         self.feature_shuffling = feature_shuffling
         self.max_context_size = max_context_size
         self.chunk_size = chunk_size
+        self.class_shuffling = class_shuffling
         self.softmax_temperature = softmax_temperature
         self.random_state = random_state
 
@@ -370,10 +389,9 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
         X = self._validate_X(X)
         n_classes = len(self.classes_)
         member = self._member_logits(X)[..., :n_classes]
-        # member i saw label (c + s_i) % C for class c: its logit for class c is at column (c + s_i) % C
-        unshifted = [np.take(lg, (np.arange(n_classes) + m["class_shift"]) % n_classes, axis=-1)
-                     for lg, m in zip(member, self.ensemble_)]
-        return np.mean(unshifted, axis=0)
+        # member i saw label perm_i[c] for class c: its logit for class c is at column perm_i[c]
+        relabelled = [np.take(lg, m["class_permutation"], axis=-1) for lg, m in zip(member, self.ensemble_)]
+        return np.mean(relabelled, axis=0)
 
     def predict_log_proba(self, X) -> np.ndarray:
         """``[n_rows, n_classes]`` log class probabilities, columns in ``classes_`` order."""

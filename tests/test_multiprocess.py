@@ -57,6 +57,11 @@ def test_two_processes_train_like_one(tmp_path):
     single = train(preset_config("test", **CFG), tmp_path / "single", progress=False, devices=jax.devices())
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     restored, _ = ckpt.restore(run, ckpt.abstract_like(single.state, sharding))
-    diffs = [np.max(np.abs(np.asarray(a) - np.asarray(b)))
-             for a, b in zip(jax.tree.leaves(single.state.params), jax.tree.leaves(restored.params))]
-    assert max(diffs) < 1e-5
+    diffs = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel()
+                            for a, b in zip(jax.tree.leaves(single.state.params), jax.tree.leaves(restored.params))])
+    # gloo and the in-process all-reduce sum in different orders. Adam divides by sqrt(v): for an
+    # element whose gradient is float noise that noise moves it by up to lr a step. So: nearly all
+    # elements agree to float precision, none is off by a whole step (different data would move
+    # every element by ~lr).
+    assert np.mean(diffs < 1e-6) > 0.999, np.sort(diffs)[-10:]
+    assert diffs.max() < CFG["lr"], diffs.max()

@@ -182,17 +182,3 @@ def test_pretrained_files_are_package_data():
         f"{len(missing)} pretrained files are not covered by setup.cfg [options.package_data] (Orbax writes "
         "up to 7 levels below pretrained/, e.g. <name>/checkpoints/<step>/state/ocdbt.process_0/d/<hash>); "
         "add the patterns pretrained/*/*/*/*/*/*, pretrained/*/*/*/*/*/*/*. Missing: " + ", ".join(missing[:5]))
-
-
-def test_inference_latency_benchmark_smoke():
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "inference_latency.py"
-    spec = importlib.util.spec_from_file_location("inference_latency", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    res = module.run(n_ctx=40, n_qry=30, num_features=3, d_model=32, num_layers=2, num_heads=2, num_buckets=20,
-                     chunk_size=16, repeats=1)
-    table = module.markdown(res)
-    assert all(res[k] > 0 for k in ("uncached", "cached_first", "cached_requery", "exact_gp"))
-    assert "re-query" in table and "exact GP" in table

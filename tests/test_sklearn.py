@@ -140,21 +140,28 @@ def test_fitted_regressor_pickles_and_clones():
 # --------------------------------------------------------------------------- classification
 
 
-def test_classifier_ensemble_equals_manual_logit_average_with_label_shifts(cls_pfn):
-    """Members with class shifts: the probabilities are softmax(mean of the unshifted member logits / T)."""
-    x, y = make_blobs(n_samples=80, centers=3, n_features=3, random_state=0)
+@pytest.mark.parametrize("class_shuffling", ["shift", "random"])
+def test_classifier_ensemble_equals_manual_logit_average_with_relabelled_classes(cls_pfn, class_shuffling):
+    """Members with relabelled classes: the probabilities are softmax(mean of the members' logits,
+    each read back in the original class order, / T)."""
+    x, y = make_blobs(n_samples=80, centers=4, n_features=3, random_state=0)
     xc, yc, xq = x[:60], y[:60], x[60:]
     est = PFNClassifier(n_estimators=3, preprocessing="standard", outlier_sigma=None, feature_shuffling="none",
-                        softmax_temperature=0.7, random_state=1).fit(xc, yc)
-    shifts = [m["class_shift"] for m in est.ensemble_]
-    assert shifts[0] == 0 and len(set(shifts)) == 3
+                        class_shuffling=class_shuffling, softmax_temperature=0.7, random_state=1).fit(xc, yc)
+    perms = [m["class_permutation"] for m in est.ensemble_]
+    np.testing.assert_array_equal(perms[0], np.arange(4))
+    assert len({tuple(p) for p in perms}) == 3 and all(sorted(p) == [0, 1, 2, 3] for p in perms)
+    if class_shuffling == "shift":
+        for i, p in enumerate(perms):
+            np.testing.assert_array_equal(p, (np.arange(4) + i) % 4)
     xs_c, xs_q = (xc - xc.mean(0)) / xc.std(0), (xq - xc.mean(0)) / xc.std(0)
     logits = []
-    for s in shifts:
-        lg = np.asarray(cls_pfn.logits(xs_c, (yc + s) % 3, xs_q))[:, :3]
-        logits.append(lg[:, (np.arange(3) + s) % 3])  # the member's logit of class c sits at (c + s) % 3
+    for p in perms:
+        lg = np.asarray(cls_pfn.logits(xs_c, p[yc], xs_q))[:, :4]
+        logits.append(lg[:, p])  # the member's logit of class c sits at column p[c]
     expected = jax_softmax(np.mean(logits, axis=0) / 0.7)
     np.testing.assert_allclose(est.predict_proba(xq), expected, atol=1e-5)
+    assert np.mean(est.predict(xq) == y[60:]) > 0.9
 
 
 def test_classifier_single_member_equals_raw_pfn_probabilities(cls_pfn):
@@ -280,5 +287,7 @@ def test_classifier_class_count_errors():
         PFNClassifier().fit(x, np.arange(40) % 11)
     with pytest.raises(ValueError, match="Unknown label type"):
         PFNClassifier().fit(x, rng.normal(size=40))
+    with pytest.raises(ValueError, match="class_shuffling"):
+        PFNClassifier(class_shuffling="sorted").fit(x, np.arange(40) % 2)
     with pytest.raises(ValueError, match="softmax_temperature"):
         PFNClassifier(softmax_temperature=0).fit(x, np.arange(40) % 2)

@@ -1,0 +1,57 @@
+"""The benchmark scripts run end to end at small sizes (their full runs write benchmarks/results/)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pfnjax
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))  # as when the script runs: its sibling _results imports
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inference_latency_benchmark_smoke():
+    module = _load("inference_latency")
+    res = module.run(n_ctx=40, n_qry=30, num_features=3, d_model=32, num_layers=2, num_heads=2, num_buckets=20,
+                     chunk_size=16, repeats=1)
+    table = module.markdown(res)
+    assert all(res[k] > 0 for k in ("uncached", "cached_first", "cached_requery", "exact_gp"))
+    assert "re-query" in table and "exact GP" in table
+
+
+def test_sklearn_real_data_benchmark_smoke():
+    module = _load("sklearn_real_data")
+    results = {"iris": [module.evaluate_split(module.DATASETS["iris"], seed=0)],
+               "diabetes": [module.evaluate_split(module.DATASETS["diabetes"], seed=0)]}
+    iris, diabetes = results["iris"][0], results["diabetes"][0]
+    assert iris["PFN"]["score"] > 0.85 and 0 < iris["PFN"]["nll"] < 0.5
+    assert diabetes["PFN"]["score"] > 0.3 and 0.8 < diabetes["PFN"]["coverage90"] <= 1.0
+    # the linear baseline's Gaussian NLL and the PFN's bar NLL are in the same units (y's)
+    assert abs(diabetes["PFN"]["nll"] - diabetes["linear"]["nll"]) < 0.5
+    table = module.markdown(results, splits=1)
+    assert "| iris" in table and "coverage" in table
+
+
+@pytest.mark.parametrize("name", ["reg-tiny", "cls-tiny"])
+def test_pretrained_eval_benchmark_beats_the_context_only_baseline(name):
+    module = _load("pretrained_eval")
+    pfn = pfnjax.load(name)
+    evaluate = module.eval_regression if pfn.task == "regression" else module.eval_classification
+    rows = evaluate(pfn, (5, 50), num_datasets=40, num_queries=20)
+    assert [r["context"] for r in rows] == [5, 50]
+    # a trained model uses x: better NLL than the context's marginal of y, more so with more context
+    assert all(r["nll"] < r["baseline_nll"] for r in rows)
+    assert rows[1]["nll"] < rows[0]["nll"]
+    assert np.isfinite([r["nll"] for r in rows]).all()
+    assert "| 50 |" in module.markdown(name, pfn, rows)
