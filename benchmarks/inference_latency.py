@@ -89,6 +89,9 @@ def markdown(res: dict) -> str:
     lines += [f"| {name} | {t * 1e3:.1f} | {base / t:.2f}x faster |" if t < base else
               f"| {name} | {t * 1e3:.1f} | {t / base:.2f}x slower |" if t > base else
               f"| {name} | {t * 1e3:.1f} | 1.00x |" for name, t in rows]
+    lines += ["", "The uncached pass scores all T x T token pairs (T = n_ctx + n_qry; the query keys are masked, "
+              "not skipped) and holds them in memory; the cached path scores n_ctx x n_ctx once, then "
+              "chunk x n_ctx per query chunk, so its peak memory does not grow with the number of queries."]
     return "\n".join(lines)
 
 
