@@ -17,6 +17,7 @@ def _load(name: str):
         sys.path.insert(0, str(BENCHMARKS))  # as when the script runs: its sibling _results imports
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

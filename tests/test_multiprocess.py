@@ -60,8 +60,8 @@ def test_two_processes_train_like_one(tmp_path):
     diffs = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel()
                             for a, b in zip(jax.tree.leaves(single.state.params), jax.tree.leaves(restored.params))])
     # gloo and the in-process all-reduce sum in different orders. Adam divides by sqrt(v): for an
-    # element whose gradient is float noise that noise moves it by up to lr a step. So: nearly all
-    # elements agree to float precision, none is off by a whole step (different data would move
-    # every element by ~lr).
-    assert np.mean(diffs < 1e-6) > 0.999, np.sort(diffs)[-10:]
-    assert diffs.max() < CFG["lr"], diffs.max()
+    # element whose gradient is mostly float noise, that noise moves it by a fraction of lr a step
+    # (measured: up to ~3e-5 after 6 steps for 0.3% of the elements). Different data would move
+    # every element by ~lr (3e-3), so the typical element must agree to float precision.
+    assert np.median(diffs) < 1e-7 and np.mean(diffs < 1e-6) > 0.99, np.sort(diffs)[-10:]
+    assert diffs.max() < 0.1 * CFG["lr"], diffs.max()
