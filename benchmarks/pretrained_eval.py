@@ -19,76 +19,46 @@ import argparse
 import sys
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 import pfnjax
-from pfnjax.priors import sample_batch
+from pfnjax.evaluate import evaluate_classification, held_out_datasets
 from pfnjax.train.trainer import _STREAM_EVAL, build_prior, feature_count_sampler, stream_key
-from pfnjax.types import BatchShape
 
 from _results import write_markdown  # a sibling: a script's own folder is on sys.path
 
 CONTEXT_SIZES = (5, 20, 50, 100, 190, 300, 500, 1000)
 
 
-def held_out(pfn: pfnjax.PFN, num_datasets: int, n_rows: int):
-    """``(x, y, num_features)`` of datasets from the model's training prior, feature counts as in training."""
-    cfg = pfn.train_config
-    shape = BatchShape(num_datasets, n_rows, cfg.num_features)
-    sampler = feature_count_sampler(cfg)
-    batch = jax.jit(lambda k: sample_batch(build_prior(cfg), k, shape, num_features_sampler=sampler))(
-        stream_key(cfg.seed, _STREAM_EVAL))
-    return np.asarray(batch.x), np.asarray(batch.y), np.asarray(batch.num_features)
-
-
-def _by_feature_count(num_features: np.ndarray):
-    """Dataset indices grouped by their used feature count (each group is one batched call)."""
-    for f in np.unique(num_features):
-        yield int(f), np.flatnonzero(num_features == f)
-
-
 def eval_regression(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int) -> list[dict]:
-    x, y, nf = held_out(pfn, num_datasets, max(sizes) + num_queries)
-    xq, yq = x[:, -num_queries:], y[:, -num_queries:]
+    cfg = pfn.train_config
+    data = held_out_datasets(pfn, build_prior(cfg), stream_key(cfg.seed, _STREAM_EVAL), sizes, num_datasets,
+                             num_queries, num_features_sampler=feature_count_sampler(cfg))
     rows = []
     for n in sizes:
         nll, base, r2 = np.zeros(num_datasets), np.zeros(num_datasets), np.zeros(num_datasets)
-        for f, idx in _by_feature_count(nf):
-            yc = y[idx, :n]
-            mu, sd = yc.mean(1, keepdims=True), np.maximum(yc.std(1, keepdims=True), 1e-6)
-            dist = pfn.predict(x[idx, :n, :f], (yc - mu) / sd, xq[idx, :, :f])
-            z = jnp.asarray((yq[idx] - mu) / sd)
-            nll[idx] = (-np.asarray(dist.log_prob(z)) + np.log(sd)).mean(1)
-            base[idx] = (0.5 * np.log(2 * np.pi * sd**2) + 0.5 * ((yq[idx] - mu) / sd) ** 2).mean(1)
+        for f, idx in data.feature_groups():
+            (x_c, y_c), (x_q, y_q) = data.context(idx, n, f), data.queries(idx, f)
+            mu, sd = y_c.mean(1, keepdims=True), np.maximum(y_c.std(1, keepdims=True), 1e-6)
+            dist = pfn.predict(x_c, (y_c - mu) / sd, x_q)
+            nll[idx] = (-np.asarray(dist.log_prob(jnp.asarray((y_q - mu) / sd))) + np.log(sd)).mean(1)
+            base[idx] = (0.5 * np.log(2 * np.pi * sd**2) + 0.5 * ((y_q - mu) / sd) ** 2).mean(1)
             pred = np.asarray(dist.mean()) * sd + mu
-            ss_res = ((yq[idx] - pred) ** 2).sum(1)
-            ss_tot = np.maximum(((yq[idx] - yq[idx].mean(1, keepdims=True)) ** 2).sum(1), 1e-12)
-            r2[idx] = 1 - ss_res / ss_tot
+            ss_tot = np.maximum(((y_q - y_q.mean(1, keepdims=True)) ** 2).sum(1), 1e-12)
+            r2[idx] = 1 - ((y_q - pred) ** 2).sum(1) / ss_tot
         rows.append({"context": n, "nll": nll.mean(), "nll_ci": 1.96 * nll.std(ddof=1) / np.sqrt(num_datasets),
                      "baseline_nll": base.mean(), "median_r2": float(np.median(r2))})
     return rows
 
 
 def eval_classification(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int) -> list[dict]:
-    x, y, nf = held_out(pfn, num_datasets, max(sizes) + num_queries)
-    y = y.astype(np.int64)
-    xq, yq = x[:, -num_queries:], y[:, -num_queries:]
-    rows = []
-    for n in sizes:
-        nll, acc = np.zeros(num_datasets), np.zeros(num_datasets)
-        for f, idx in _by_feature_count(nf):
-            logits = jnp.asarray(pfn.logits(x[idx, :n, :f], y[idx, :n], xq[idx, :, :f]))
-            logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
-            nll[idx] = -np.take_along_axis(logp, yq[idx][..., None], -1)[..., 0].mean(1)
-            acc[idx] = (logp.argmax(-1) == yq[idx]).mean(1)
-        counts = np.stack([np.bincount(r, minlength=pfn.max_classes) for r in y[:, :n]]) + 1.0
-        freq = counts / counts.sum(-1, keepdims=True)
-        rows.append({"context": n, "nll": nll.mean(), "accuracy": acc.mean(),
-                     "baseline_nll": -np.log(np.take_along_axis(freq, yq, -1)).mean(),
-                     "baseline_accuracy": (freq.argmax(-1)[:, None] == yq).mean()})
-    return rows
+    cfg = pfn.train_config
+    rows = evaluate_classification(pfn, build_prior(cfg), stream_key(cfg.seed, _STREAM_EVAL), context_sizes=sizes,
+                                   num_datasets=num_datasets, num_queries=num_queries,
+                                   num_features_sampler=feature_count_sampler(cfg))
+    return [{"context": r.context_size, "nll": r.pfn_nll, "accuracy": r.pfn_accuracy, "baseline_nll": r.baseline_nll,
+             "baseline_accuracy": r.baseline_accuracy} for r in rows]
 
 
 def markdown(name: str, pfn: pfnjax.PFN, rows: list[dict]) -> str:

@@ -2,7 +2,9 @@
 
 For every context size ``n`` the same held-out datasets and the same query rows are used:
 rows ``[0, n)`` are the context and the last ``num_queries`` rows are the queries, so NLL
-curves over ``n`` are paired comparisons.
+curves over ``n`` are paired comparisons. Datasets may use fewer features than ``F_max`` (pass the
+run's ``num_features_sampler``, as in training); each is predicted from its used columns only,
+one batched call per feature count, so the model's used-feature rescaling matches training.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pfnjax.predict import PFN
-from pfnjax.priors.base import Prior, sample_batch
+from pfnjax.priors.base import Prior, all_features, sample_batch
 from pfnjax.types import Array, BatchShape
 
 DEFAULT_CONTEXT_SIZES = (1, 5, 10, 20, 50, 100)
@@ -39,13 +41,39 @@ def oracle_for(prior: Prior) -> OracleNLL | None:
     return None
 
 
-def _held_out(pfn: PFN, prior: Prior, key: jax.Array, context_sizes: Sequence[int], num_datasets: int,
-              num_queries: int, num_features: int | None) -> tuple[np.ndarray, np.ndarray]:
+NumFeaturesSampler = Callable[[jax.Array, int], Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """Held-out prior datasets: ``x f32[B, T, F_max]`` (unused columns zero), ``y [B, T]``,
+    ``num_features i32[B]``; the last ``num_queries`` rows of each dataset are its queries."""
+
+    x: np.ndarray
+    y: np.ndarray
+    num_features: np.ndarray
+    num_queries: int
+
+    def feature_groups(self):
+        """``(f, indices)`` of the datasets that use ``f`` features, for every ``f`` present."""
+        for f in np.unique(self.num_features):
+            yield int(f), np.flatnonzero(self.num_features == f)
+
+    def context(self, idx: np.ndarray, n: int, f: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[idx, :n, :f], self.y[idx, :n]
+
+    def queries(self, idx: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[idx, -self.num_queries:, :f], self.y[idx, -self.num_queries:]
+
+
+def held_out_datasets(pfn: PFN, prior: Prior, key: jax.Array, context_sizes: Sequence[int], num_datasets: int,
+                      num_queries: int, num_features: int | None = None,
+                      num_features_sampler: NumFeaturesSampler = all_features) -> HeldOut:
     """``num_datasets`` prior datasets of ``max(context_sizes) + num_queries`` rows each."""
     num_features = pfn.max_features if num_features is None else num_features
     shape = BatchShape(num_datasets, max(context_sizes) + num_queries, num_features)
-    batch = jax.jit(lambda k: sample_batch(prior, k, shape))(key)
-    return np.asarray(batch.x), np.asarray(batch.y)
+    batch = jax.jit(lambda k: sample_batch(prior, k, shape, num_features_sampler=num_features_sampler))(key)
+    return HeldOut(np.asarray(batch.x), np.asarray(batch.y), np.asarray(batch.num_features), num_queries)
 
 
 @dataclasses.dataclass
@@ -67,23 +95,27 @@ def evaluate_against_oracle(
     num_datasets: int = 200,
     num_queries: int = 50,
     num_features: int | None = None,
+    num_features_sampler: NumFeaturesSampler = all_features,
 ) -> list[EvalRow]:
     """Mean per-dataset NLL of the PFN (and of the exact posterior, if known) at each context size."""
     if pfn.task != "regression":
         raise ValueError("evaluate_against_oracle is for regression PFNs")
-    x, y = _held_out(pfn, prior, key, context_sizes, num_datasets, num_queries, num_features)
-    x_q, y_q = x[:, -num_queries:], y[:, -num_queries:]
+    data = held_out_datasets(pfn, prior, key, context_sizes, num_datasets, num_queries, num_features,
+                             num_features_sampler)
     oracle = oracle_for(prior)
     oracle_batched = None if oracle is None else jax.jit(jax.vmap(oracle))
-    from pfnjax.distributions import bar
 
     rows = []
     for n in context_sizes:
-        dist = pfn.predict(x[:, :n], y[:, :n], x_q)
-        pfn_nll = -np.asarray(bar.log_prob(dist.borders, dist.logits, jnp.asarray(y_q))).mean(axis=1)
+        pfn_nll, exact = np.zeros(num_datasets), np.zeros(num_datasets)
+        for f, idx in data.feature_groups():
+            (x_c, y_c), (x_q, y_q) = data.context(idx, n, f), data.queries(idx, f)
+            dist = pfn.predict(x_c, y_c, x_q)
+            pfn_nll[idx] = -np.asarray(dist.log_prob(jnp.asarray(y_q))).mean(axis=1)
+            if oracle_batched is not None:
+                exact[idx] = np.asarray(oracle_batched(x_c, y_c, x_q, y_q)).mean(axis=1)
         row = EvalRow(n, float(pfn_nll.mean()), _ci95(pfn_nll), None, None, None)
         if oracle_batched is not None:
-            exact = np.asarray(oracle_batched(x[:, :n], y[:, :n], x_q, y_q)).mean(axis=1)
             row.exact_nll = float(exact.mean())
             row.gap = float((pfn_nll - exact).mean())
             row.gap_ci95 = _ci95(pfn_nll - exact)
@@ -126,21 +158,26 @@ def evaluate_classification(
     num_datasets: int = 200,
     num_queries: int = 50,
     num_features: int | None = None,
+    num_features_sampler: NumFeaturesSampler = all_features,
 ) -> list[ClassificationEvalRow]:
     """PFN NLL and accuracy on held-out prior datasets, next to a baseline that predicts the
     context's class frequencies (add-one smoothed) for every query."""
     if pfn.task != "classification":
         raise ValueError("evaluate_classification is for classification PFNs")
-    x, y = _held_out(pfn, prior, key, context_sizes, num_datasets, num_queries, num_features)
-    y = y.astype(np.int64)
-    x_q, y_q = x[:, -num_queries:], y[:, -num_queries:]
+    data = held_out_datasets(pfn, prior, key, context_sizes, num_datasets, num_queries, num_features,
+                             num_features_sampler)
+    y = data.y.astype(np.int64)
+    y_q = y[:, -num_queries:]
     n_cls = pfn.max_classes
     rows = []
     for n in context_sizes:
-        logits = np.asarray(pfn.logits(x[:, :n], y[:, :n], x_q))
-        logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
+        logp = np.zeros((num_datasets, num_queries, n_cls), np.float32)
+        for f, idx in data.feature_groups():
+            x_c, _ = data.context(idx, n, f)
+            x_q, _ = data.queries(idx, f)
+            logp[idx] = np.asarray(jax.nn.log_softmax(pfn.logits(x_c, y[idx, :n], x_q), axis=-1))
         nll = -np.take_along_axis(logp, y_q[..., None], -1)[..., 0].mean()
-        acc = (logits.argmax(-1) == y_q).mean()
+        acc = (logp.argmax(-1) == y_q).mean()
         counts = np.stack([np.bincount(row, minlength=n_cls) for row in y[:, :n]]) + 1.0
         freq = counts / counts.sum(-1, keepdims=True)
         base_nll = -np.log(np.take_along_axis(freq, y_q, -1)).mean()
