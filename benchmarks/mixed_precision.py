@@ -17,10 +17,9 @@ import time
 import jax
 import numpy as np
 
-from pfnjax.evaluate import evaluate_against_oracle
+from pfnjax.evaluate import evaluate_against_oracle, run_held_out_source
 from pfnjax.predict import PFN
 from pfnjax.train import preset_config, train
-from pfnjax.train.trainer import _STREAM_EVAL, build_prior, stream_key
 
 
 def run(dtype: str, steps: int, preset: str) -> dict:
@@ -28,8 +27,9 @@ def run(dtype: str, steps: int, preset: str) -> dict:
     t0 = time.perf_counter()
     result = train(cfg, None, progress=False)
     wall = time.perf_counter() - t0
-    rows = evaluate_against_oracle(PFN.from_train_result(result), build_prior(cfg), stream_key(cfg.seed, _STREAM_EVAL),
-                                   num_datasets=100)
+    prior, key, num_features_sampler = run_held_out_source(cfg)
+    rows = evaluate_against_oracle(PFN.from_train_result(result), prior, key, num_datasets=100,
+                                   num_features_sampler=num_features_sampler)
     return {
         "dtype": dtype,
         "losses": np.array([h["loss"] for h in result.history]),

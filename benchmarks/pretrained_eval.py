@@ -23,8 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pfnjax
-from pfnjax.evaluate import evaluate_classification, held_out_datasets
-from pfnjax.train.trainer import _STREAM_EVAL, build_prior, feature_count_sampler, stream_key
+from pfnjax.evaluate import ci95, evaluate_classification, held_out_datasets, run_held_out_source
 
 from _results import write_markdown  # a sibling: a script's own folder is on sys.path
 
@@ -32,9 +31,9 @@ CONTEXT_SIZES = (5, 20, 50, 100, 190, 300, 500, 1000)
 
 
 def eval_regression(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int) -> list[dict]:
-    cfg = pfn.train_config
-    data = held_out_datasets(pfn, build_prior(cfg), stream_key(cfg.seed, _STREAM_EVAL), sizes, num_datasets,
-                             num_queries, num_features_sampler=feature_count_sampler(cfg))
+    prior, key, num_features_sampler = run_held_out_source(pfn.train_config)
+    data = held_out_datasets(pfn, prior, key, sizes, num_datasets, num_queries,
+                             num_features_sampler=num_features_sampler)
     rows = []
     for n in sizes:
         nll, base, r2 = np.zeros(num_datasets), np.zeros(num_datasets), np.zeros(num_datasets)
@@ -47,16 +46,15 @@ def eval_regression(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int)
             pred = np.asarray(dist.mean()) * sd + mu
             ss_tot = np.maximum(((y_q - y_q.mean(1, keepdims=True)) ** 2).sum(1), 1e-12)
             r2[idx] = 1 - ((y_q - pred) ** 2).sum(1) / ss_tot
-        rows.append({"context": n, "nll": nll.mean(), "nll_ci": 1.96 * nll.std(ddof=1) / np.sqrt(num_datasets),
+        rows.append({"context": n, "nll": nll.mean(), "nll_ci": ci95(nll),
                      "baseline_nll": base.mean(), "median_r2": float(np.median(r2))})
     return rows
 
 
 def eval_classification(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int) -> list[dict]:
-    cfg = pfn.train_config
-    rows = evaluate_classification(pfn, build_prior(cfg), stream_key(cfg.seed, _STREAM_EVAL), context_sizes=sizes,
-                                   num_datasets=num_datasets, num_queries=num_queries,
-                                   num_features_sampler=feature_count_sampler(cfg))
+    prior, key, num_features_sampler = run_held_out_source(pfn.train_config)
+    rows = evaluate_classification(pfn, prior, key, context_sizes=sizes, num_datasets=num_datasets,
+                                   num_queries=num_queries, num_features_sampler=num_features_sampler)
     return [{"context": r.context_size, "nll": r.pfn_nll, "accuracy": r.pfn_accuracy, "baseline_nll": r.baseline_nll,
              "baseline_accuracy": r.baseline_accuracy} for r in rows]
 

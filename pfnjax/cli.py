@@ -89,24 +89,23 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pfnjax.evaluate import evaluate_against_oracle, format_table
+    from pfnjax.evaluate import evaluate_against_oracle, format_table, run_held_out_source
     from pfnjax.predict import load
-    from pfnjax.train.trainer import _STREAM_EVAL, build_prior, feature_count_sampler, stream_key
 
     pfn = load(args.run)
     cfg = pfn.train_config
     sizes = tuple(int(s) for s in args.context_sizes.split(","))
-    prior = build_prior(cfg)
     # held-out datasets use as many features as the training datasets did
+    prior, key, num_features_sampler = run_held_out_source(cfg)
     data_kwargs = dict(context_sizes=sizes, num_datasets=args.num_datasets, num_queries=args.num_queries,
-                       num_features_sampler=feature_count_sampler(cfg))
+                       num_features_sampler=num_features_sampler)
     if pfn.task != "regression":
         from pfnjax.evaluate import evaluate_classification, format_classification_table
 
-        rows = evaluate_classification(pfn, prior, stream_key(cfg.seed, _STREAM_EVAL), **data_kwargs)
+        rows = evaluate_classification(pfn, prior, key, **data_kwargs)
         table = format_classification_table(rows)
     else:
-        rows = evaluate_against_oracle(pfn, prior, stream_key(cfg.seed, _STREAM_EVAL), **data_kwargs)
+        rows = evaluate_against_oracle(pfn, prior, key, **data_kwargs)
         table = format_table(rows)
     header = f"{args.run}: prior={cfg.prior}, {args.num_datasets} held-out datasets, {args.num_queries} queries each\n"
     print(header + table)

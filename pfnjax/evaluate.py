@@ -18,6 +18,8 @@ import numpy as np
 
 from pfnjax.predict import PFN
 from pfnjax.priors.base import Prior, all_features, sample_batch
+from pfnjax.train.config import TrainConfig
+from pfnjax.train.trainer import _STREAM_EVAL, build_prior, feature_count_sampler, stream_key
 from pfnjax.types import Array, BatchShape
 
 DEFAULT_CONTEXT_SIZES = (1, 5, 10, 20, 50, 100)
@@ -64,6 +66,12 @@ class HeldOut:
 
     def queries(self, idx: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
         return self.x[idx, -self.num_queries:, :f], self.y[idx, -self.num_queries:]
+
+
+def run_held_out_source(cfg: TrainConfig) -> tuple[Prior, jax.Array, NumFeaturesSampler]:
+    """A run's held-out data source: its prior, its evaluation PRNG stream (independent of the
+    training stream), and its training feature-count distribution."""
+    return build_prior(cfg), stream_key(cfg.seed, _STREAM_EVAL), feature_count_sampler(cfg)
 
 
 def held_out_datasets(pfn: PFN, prior: Prior, key: jax.Array, context_sizes: Sequence[int], num_datasets: int,
@@ -114,16 +122,17 @@ def evaluate_against_oracle(
             pfn_nll[idx] = -np.asarray(dist.log_prob(jnp.asarray(y_q))).mean(axis=1)
             if oracle_batched is not None:
                 exact[idx] = np.asarray(oracle_batched(x_c, y_c, x_q, y_q)).mean(axis=1)
-        row = EvalRow(n, float(pfn_nll.mean()), _ci95(pfn_nll), None, None, None)
+        row = EvalRow(n, float(pfn_nll.mean()), ci95(pfn_nll), None, None, None)
         if oracle_batched is not None:
             row.exact_nll = float(exact.mean())
             row.gap = float((pfn_nll - exact).mean())
-            row.gap_ci95 = _ci95(pfn_nll - exact)
+            row.gap_ci95 = ci95(pfn_nll - exact)
         rows.append(row)
     return rows
 
 
-def _ci95(values: np.ndarray) -> float:
+def ci95(values: np.ndarray) -> float:
+    """Half-width of the normal-approximation 95% confidence interval of the mean of ``values``."""
     return float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
