@@ -5,9 +5,23 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import sys
+import time
+from typing import Any, Callable
 
 import jax
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up call (which compiles)."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def device_description() -> str:

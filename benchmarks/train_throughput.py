@@ -8,12 +8,17 @@ the full T x T score matrix, x3 for forward + backward); XLA's own count of the 
 
     python benchmarks/train_throughput.py --presets gp-200 gp-1000 --steps 20
     python benchmarks/train_throughput.py --presets gp-200 --bf16 --markdown benchmarks/results/x.md
+    python benchmarks/train_throughput.py --bf16 --reference-json benchmarks/results/pfns_reference_h100.json
+
+``--reference-json`` takes the PyTorch reference's datasets/s measured in the same session
+(``benchmarks/gpu_check.sh`` writes it), so the ratios compare runs on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import sys
 import time
@@ -21,6 +26,7 @@ import time
 import jax
 import numpy as np
 
+from pfnjax.model import resolve_attention_impl
 from pfnjax.train import preset_config
 from pfnjax.train.config import TrainConfig
 from pfnjax.train.trainer import build_prior, init_state, make_mesh, make_train_step
@@ -34,8 +40,9 @@ PEAK_TFLOPS = {
     "TPU v5": {"bfloat16": 459.0, "float32": 459.0},
 }
 
-# Reference PyTorch `pfns` 0.4.2 datasets/s on one H100 (DESIGN.md), same workloads.
-REFERENCE_H100 = {"gp-200": 1106.0, "gp-1000": 41.6}
+# Reference PyTorch `pfns` 0.4.2 datasets/s on one H100 from an earlier session, same workloads;
+# used only when no same-session measurement is given (--reference-json).
+REFERENCE_H100 = {"gp-200": 928.0, "gp-1000": 40.1}
 
 
 def model_flops_per_dataset(cfg: TrainConfig, num_outputs: int) -> float:
@@ -55,9 +62,10 @@ def peak_for(device: jax.Device, dtype: str) -> float | None:
     return None
 
 
-def measure(preset: str, steps: int, bf16: bool, batch_size: int | None) -> dict:
+def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attention_impl: str | None = None,
+            reference: dict[str, float] | None = None) -> dict:
     cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", batch_size=batch_size,
-                        border_samples=20_000)
+                        border_samples=20_000, attention_impl=attention_impl)
     prior = build_prior(cfg)
     graphdef, state, model_cfg = init_state(cfg, prior)
     mesh = make_mesh()
@@ -79,6 +87,9 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None) -> dict
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
+    # the attention operands as the jitted step sees them (global micro-batch), to name what "auto" ran
+    q_like = jax.ShapeDtypeStruct((cfg.batch_size // cfg.accum_steps, cfg.seq_len, cfg.num_heads,
+                                   cfg.d_model // cfg.num_heads), model_cfg.dtype)
     datasets = cfg.batch_size * cfg.accum_steps
     flops = model_flops_per_dataset(cfg, model_cfg.num_outputs) * datasets
     tflops = flops / step_s / 1e12
@@ -96,7 +107,8 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None) -> dict
         "xla_tflops": xla_flops / step_s / 1e12,
         "mfu": tflops / (peak * n_dev) if peak else None,
         "compile_s": compile_s,
-        "reference": REFERENCE_H100.get(preset),
+        "reference": (REFERENCE_H100 if reference is None else reference).get(preset),
+        "attention": resolve_attention_impl(cfg.attention_impl, q_like, q_like),
     }
 
 
@@ -106,13 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
     parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 compute")
     parser.add_argument("--batch-size", type=int, help="override the presets' global batch size")
+    parser.add_argument("--attention", choices=["auto", "xla", "cudnn"], help="attention implementation (default auto)")
+    parser.add_argument("--reference-json", help="reference datasets/s per preset measured in this session")
     parser.add_argument("--markdown", help="write the table to this markdown file")
     args = parser.parse_args(argv)
 
+    reference = None
+    if args.reference_json:
+        with open(args.reference_json) as f:
+            reference = {k: float(v) for k, v in json.load(f).items()}
     rows = []
     for preset in args.presets:
         for bf16 in ([False, True] if args.bf16 else [False]):
-            row = measure(preset, args.steps, bf16, args.batch_size)
+            row = measure(preset, args.steps, bf16, args.batch_size, args.attention, reference)
             rows.append(row)
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
@@ -125,18 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         f"- command: `python {' '.join(sys.argv)}`",
         "- datasets/s = global batch / median step time; model TFLOP/s counts the transformer's matmuls "
         "(3x forward); XLA TFLOP/s is XLA's count for the whole step, prior sampling included.",
-        "- reference = PyTorch `pfns` 0.4.2 on one H100 (DESIGN.md); the ratio only means something on an H100.",
+        ("- reference = PyTorch `pfns` 0.4.2 measured in this session on this machine "
+         f"(`{args.reference_json}`)." if reference is not None else
+         "- reference = PyTorch `pfns` 0.4.2 on one H100 in an earlier session; the ratio only means something "
+         "on an H100."),
         "",
-        "| preset | dtype | batch | T | devices | step ms | datasets/s | model TFLOP/s | XLA TFLOP/s | MFU | "
-        "reference datasets/s | ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| preset | dtype | attention | batch | T | devices | step ms | datasets/s | model TFLOP/s | XLA TFLOP/s | "
+        "MFU | reference datasets/s | ratio |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (no peak for this device)"
         ref = f"{r['reference']:.1f}" if r["reference"] else "n/a"
         ratio = f"{r['datasets_per_s'] / r['reference']:.2f}x" if r["reference"] else "n/a"
         header.append(
-            f"| {r['preset']} | {r['dtype']} | {r['batch']} | {r['T']} | {r['devices']} | {r['step_ms']:.1f} | "
+            f"| {r['preset']} | {r['dtype']} | {r['attention']} | {r['batch']} | {r['T']} | {r['devices']} | {r['step_ms']:.1f} | "
             f"{r['datasets_per_s']:.1f} | {r['model_tflops']:.3f} | {r['xla_tflops']:.3f} | {mfu} | {ref} | {ratio} |"
         )
     table = "\n".join(header)

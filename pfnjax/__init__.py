@@ -11,6 +11,7 @@ Function-level API::
     dist.mean(), dist.quantile(jax.numpy.array([0.05, 0.95]))
 """
 
+from pfnjax import numerics
 from pfnjax.distributions.bar import BarDistribution
 from pfnjax.model import ModelConfig, PFNTransformer
 from pfnjax.predict import PFN, ClassProbabilities, load
@@ -33,6 +34,7 @@ __all__ = [
     "get_prior",
     "load",
     "make_batch_sampler",
+    "numerics",
     "preset_config",
     "prior_names",
     "sample_batch",

@@ -28,6 +28,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--split", choices=["uniform", "paper", "loguniform"])
     p.add_argument("--bf16", action="store_true", help="bfloat16 activations (params stay float32)")
+    p.add_argument("--attention", choices=["auto", "xla", "cudnn"],
+                   help="attention implementation (default auto: cuDNN flash attention on NVIDIA GPUs "
+                        "with --bf16, XLA elsewhere); saved with the run and used by pfnjax.load")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--prior-kwargs", default="{}", help="JSON dict of prior config overrides")
     p.add_argument("--no-progress", action="store_true")
@@ -71,6 +74,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         compute_dtype="bfloat16" if args.bf16 else None,
+        attention_impl=args.attention,
         checkpoint_every=args.checkpoint_every,
     )
     result = train(cfg, args.out, progress=not args.no_progress)

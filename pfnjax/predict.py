@@ -6,7 +6,9 @@ never with ``n_qry²``. Context and query arrays are padded to bucketed static s
 key-length mask, so a new context size rarely triggers a recompile.
 
 To reuse one context for several query sets (Bayesian optimisation, the scikit-learn estimators),
-call :meth:`PFN.encode` once and :meth:`PFN.logits_from_cache` per query set. The jitted encode and
+call :meth:`PFN.encode` once and :meth:`PFN.logits_from_cache` per query set. For gradients with
+respect to the query points (maximising an acquisition function), :func:`query_logits` and
+:meth:`PFN.query_logits` are the pure ``jnp`` path: they work under ``jit``, ``grad`` and ``vmap``. The jitted encode and
 decode functions are module-level with the graph definition as a static argument, so copies of a
 ``PFN`` (``copy.deepcopy``, ``sklearn.clone``, unpickling) share compiled programs.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, struct
 
 from pfnjax.distributions import bar
 from pfnjax.model import ModelConfig, PFNTransformer
@@ -67,9 +69,12 @@ def _full_forward_jit(graphdef, params, x, y, sep, n_feat):
     return nnx.merge(graphdef, params)(x, y, sep, n_feat)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@struct.dataclass
 class ContextCache:
     """An encoded context (:meth:`PFN.encode`): per-layer keys/values of the padded context rows.
+
+    A pytree (the host ints are static), so it can be passed into jitted, differentiated or
+    vmapped functions such as :func:`query_logits`.
 
     Attributes:
         caches: one :class:`pfnjax.model.LayerCache` per layer, ``f32[B, N_pad, heads, head_dim]``.
@@ -83,14 +88,42 @@ class ContextCache:
     caches: list
     context_len: Array
     num_features: Array
-    n_context: int
-    n_features: int
-    batched: bool
-    max_class: int = -1
+    n_context: int = struct.field(pytree_node=False)
+    n_features: int = struct.field(pytree_node=False)
+    batched: bool = struct.field(pytree_node=False)
+    max_class: int = struct.field(pytree_node=False, default=-1)
 
     @property
     def batch_size(self) -> int:
         return int(self.context_len.shape[0])
+
+
+def query_logits(graphdef: nnx.GraphDef, params: Any, cache: ContextCache, x_qry: Array) -> Array:
+    """Logits for queries against an encoded context: pure ``jnp``, for ``jit``, ``grad`` and ``vmap``.
+
+    Unlike :meth:`PFN.logits_from_cache` there is no numpy conversion, validation of values,
+    padding to buckets or chunking: all ``M`` queries go through the layers at once (memory
+    ``O(M · n_ctx)``), and the result is differentiable in ``x_qry`` and ``params``.
+
+    Args:
+        graphdef: the model's graph definition (static under ``jit``).
+        params: the model's parameters.
+        cache: a context from :meth:`PFN.encode`.
+        x_qry: ``f32[M, F]`` (``f32[B, M, F]`` for a batched cache), ``F`` = the context's used columns.
+    Returns:
+        ``f32[M, num_outputs]`` (``f32[B, M, num_outputs]``).
+    """
+    x = jnp.asarray(x_qry, jnp.float32)
+    want = 3 if cache.batched else 2
+    if x.ndim != want or x.shape[-1] != cache.n_features:
+        raise ValueError(f"x_qry must be {'[B, M, F]' if cache.batched else '[M, F]'} with F={cache.n_features} "
+                         f"(the context's columns); got shape {x.shape}")
+    if not cache.batched:
+        x = x[None]
+    model = nnx.merge(graphdef, params)
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, model.cfg.max_features - cache.n_features)))
+    out = model.predict_queries(cache.caches, x, cache.context_len, cache.num_features)
+    return out if cache.batched else out[0]
 
 
 def _bucket(n: int, minimum: int = 16) -> int:
@@ -202,6 +235,17 @@ class PFN:
         ]
         out = jnp.concatenate(outs, axis=1)[:, :n_qry] if len(outs) > 1 else outs[0][:, :n_qry]
         return out if cache.batched else out[0]
+
+    def query_logits(self, cache: ContextCache, x_qry: Array) -> Array:
+        """Pure, differentiable logits for queries against ``cache`` (see :func:`query_logits`).
+
+        For gradients of an acquisition function with respect to the query points::
+
+            cache = pfn.encode(x_ctx, y_ctx)
+            ei = lambda x: bar.expected_improvement(pfn.borders, pfn.query_logits(cache, x), best)
+            grad = jax.grad(lambda x: ei(x).sum())(x_qry)
+        """
+        return query_logits(self.graphdef, self.params, cache, x_qry)
 
     def logits(self, x_ctx, y_ctx, x_qry, *, chunk_size: int = 1024) -> Array:
         """Raw output logits ``f32[(B,) M, num_outputs]`` for the queries. See :meth:`predict`."""
@@ -348,8 +392,13 @@ def _trained_with_missing(cfg: TrainConfig | None) -> bool:
     )
 
 
-def load(path: str | Path, step: int | None = None) -> PFN:
+def load(path: str | Path, step: int | None = None, *, attention_impl: str | None = None) -> PFN:
     """Load a trained PFN from a run directory, or a shipped pretrained model by name.
+
+    Args:
+        path: run directory or pretrained model name.
+        step: checkpoint step (default: the latest).
+        attention_impl: ``auto``, ``xla`` or ``cudnn``; default: the one saved with the run.
 
     Raises:
         CheckpointError: the directory is missing, has no complete checkpoint, or is corrupt.
@@ -362,6 +411,8 @@ def load(path: str | Path, step: int | None = None) -> PFN:
         raise ckpt.CheckpointError(f"{path} does not hold a pfnjax run (format={meta.get('format')!r})")
     train_cfg = TrainConfig.from_dict(meta["train"])
     model_cfg = ModelConfig(**meta["model"])
+    if attention_impl is not None:
+        model_cfg = dataclasses.replace(model_cfg, attention_impl=attention_impl)
     abstract_model = nnx.eval_shape(lambda: PFNTransformer(model_cfg, nnx.Rngs(0)))
     graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
     from pfnjax.train.trainer import CLASSIFICATION_BORDERS_SIZE, TrainState, make_optimizer

@@ -41,11 +41,17 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.preprocessing import LabelEncoder
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # scikit-learn is an optional dependency of pfnjax
+    raise ImportError(
+        "pfnjax.sklearn needs scikit-learn >= 1.6, which is not installed here: pip install 'pfnjax[sklearn]'"
+    ) from exc
 
 from pfnjax.distributions import bar
 from pfnjax.predict import PFN, load

@@ -1,12 +1,13 @@
 """`pfnjax train|eval|predict` end to end, for every registered prior, in a fresh interpreter
 with one CPU device (as a user runs it)."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from conftest import env_without_xla_flags
 
 _SCRIPT = textwrap.dedent(
     """
@@ -34,7 +35,7 @@ _SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_cli_end_to_end_for_every_prior(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = env_without_xla_flags()
     out = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
                          timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]

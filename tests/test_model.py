@@ -9,6 +9,9 @@ from flax import nnx
 
 from pfnjax.model import ModelConfig, PFNTransformer
 
+# Every test here compares two computations of the same logits: see conftest.full_precision.
+pytestmark = pytest.mark.usefixtures("full_precision")
+
 
 def _random_model(task="regression", num_outputs=20, compute_dtype="float32", norm="pre"):
     cfg = ModelConfig(max_features=4, num_outputs=num_outputs, task=task, d_model=32, num_layers=2, num_heads=4,
@@ -107,3 +110,66 @@ def test_config_validation():
         ModelConfig(max_features=3, num_outputs=10, d_model=30, num_heads=4)
     with pytest.raises(ValueError, match="task"):
         ModelConfig(max_features=3, num_outputs=10, task="ranking")
+
+
+# --------------------------------------------------------------------------- attention implementation
+
+from pfnjax.model import context_attention, resolve_attention_impl  # noqa: E402
+from pfnjax.model.transformer import cuda_available  # noqa: E402
+
+_IMPLS = ["xla", "auto", "cudnn"]
+
+
+def _with_attention(model, impl):
+    """The same weights with another attention implementation."""
+    import dataclasses
+
+    graphdef, state = nnx.split(model)
+    clone = nnx.merge(graphdef, state)
+    cfg = dataclasses.replace(model.cfg, attention_impl=impl)
+    for module in [clone, *clone.layers]:
+        module.cfg = cfg
+    return clone
+
+
+@pytest.mark.parametrize("impl", _IMPLS)
+def test_attention_implementations_give_the_same_logits(impl):
+    if impl == "cudnn" and not cuda_available():
+        pytest.skip("cuDNN attention needs an NVIDIA GPU (CPU: only XLA runs)")
+    # bfloat16: the dtype cuDNN flash attention runs in, so "auto" picks it on a GPU
+    reference = _random_model(compute_dtype="bfloat16")
+    model = _with_attention(reference, impl)
+    x, y = _data(t=24)
+    sep, nf = jnp.array([7, 16]), jnp.array([4, 2])
+    out_ref = np.asarray(_with_attention(reference, "xla")(x, y, sep, nf))
+    out = np.asarray(model(x, y, sep, nf))
+    caches = model.encode_context(x[:, :16], y[:, :16], sep, nf)
+    cached = np.asarray(model.predict_queries(caches, x, sep, nf))
+    scale = np.abs(out_ref).max()
+    # bf16 activations: the two kernels round and accumulate differently (8-bit mantissa, ~0.4%)
+    tol = 0.0 if impl != "cudnn" and not cuda_available() else 0.03 * scale
+    for b, s in enumerate([7, 16]):
+        np.testing.assert_allclose(out[b, s:], out_ref[b, s:], atol=tol + 1e-6)
+        np.testing.assert_allclose(cached[b, s:], out_ref[b, s:], atol=0.03 * scale)
+    # the comparison can fail: other weights give other logits
+    other = np.asarray(_random_model(compute_dtype="bfloat16", norm="post")(x, y, sep, nf))
+    assert np.abs(other - out_ref).max() > 0.1 * scale
+
+
+def test_auto_attention_picks_xla_off_gpus_and_for_float32():
+    q = jax.ShapeDtypeStruct((2, 16, 4, 8), jnp.bfloat16)
+    q32 = jax.ShapeDtypeStruct((2, 16, 4, 8), jnp.float32)
+    assert resolve_attention_impl("auto", q32, q32) == "xla"  # cuDNN flash attention needs bf16/fp16
+    assert resolve_attention_impl("auto", q, q) == ("cudnn" if cuda_available() else "xla")
+    assert resolve_attention_impl("xla", q, q) == "xla" and resolve_attention_impl("cudnn", q32, q32) == "cudnn"
+    if not cuda_available():
+        with pytest.raises(Exception):
+            jax.jit(lambda a: context_attention(a, a, a, jnp.array([3, 5]), "cudnn"))(jnp.ones((2, 16, 4, 8), jnp.bfloat16))
+
+
+def test_attention_impl_config():
+    assert ModelConfig(max_features=3, num_outputs=10).attention_impl == "auto"
+    # runs saved before the field existed stored None
+    assert ModelConfig(max_features=3, num_outputs=10, attention_impl=None).attention_impl == "auto"
+    with pytest.raises(ValueError, match="attention_impl"):
+        ModelConfig(max_features=3, num_outputs=10, attention_impl="flash")

@@ -19,6 +19,10 @@ from pfnjax.predict import PFN, PRETRAINED_DIR, _decode_jit, _full_forward_jit
 
 S = jax.ShapeDtypeStruct
 
+# These tests compare two computations of the same logits (cached vs full, chunked vs whole,
+# batched vs single): see conftest.full_precision.
+pytestmark = pytest.mark.usefixtures("full_precision")
+
 
 def _pfn(task="regression", max_features=4, num_outputs=None, d_model=32, seed=0):
     num_outputs = num_outputs or (30 if task == "regression" else 6)
@@ -182,3 +186,32 @@ def test_pretrained_files_are_package_data():
         f"{len(missing)} pretrained files are not covered by setup.cfg [options.package_data] (Orbax writes "
         "up to 7 levels below pretrained/, e.g. <name>/checkpoints/<step>/state/ocdbt.process_0/d/<hash>); "
         "add the patterns pretrained/*/*/*/*/*/*, pretrained/*/*/*/*/*/*/*. Missing: " + ", ".join(missing[:5]))
+
+
+def test_query_logits_are_pure_and_differentiable_in_the_queries():
+    pfn = _pfn()
+    x_ctx, y_ctx, x_qry = _data(20, 6)
+    cache = pfn.encode(x_ctx, y_ctx)
+    x = jnp.asarray(x_qry, jnp.float32)
+    np.testing.assert_allclose(pfn.query_logits(cache, x), pfn.logits_from_cache(cache, x_qry), atol=2e-5)
+    best = float(np.max(y_ctx))
+
+    def ei(xq):
+        return bar.expected_improvement(pfn.borders, pfn.query_logits(cache, xq), best)
+
+    grad = np.asarray(jax.jit(jax.grad(lambda xq: ei(xq).sum()))(x))
+    # central finite differences: each query's EI depends only on its own row
+    eps, fd = 1e-2, np.zeros_like(grad)
+    for j in range(x.shape[1]):
+        step = jnp.zeros_like(x).at[:, j].set(eps)
+        fd[:, j] = (np.asarray(ei(x + step)) - np.asarray(ei(x - step))) / (2 * eps)
+    scale = np.abs(fd).max()
+    assert scale > 1e-3  # the queries matter: a zero gradient would pass a loose check
+    np.testing.assert_allclose(grad, fd, atol=0.02 * scale)
+    # vmap over query sets against one context, under jit
+    sets = jnp.stack([x, x[::-1], x + 0.5])
+    batched = jax.jit(jax.vmap(lambda xq: pfn.query_logits(cache, xq)))(sets)
+    for k in range(3):
+        np.testing.assert_allclose(batched[k], pfn.query_logits(cache, sets[k]), atol=2e-5)
+    with pytest.raises(ValueError, match="F=3"):
+        pfn.query_logits(cache, x[:, :2])

@@ -184,7 +184,7 @@ def test_bnn_hyperparameters_follow_their_priors():
     keys = jax.random.split(jax.random.key(5), 2000)
     h = jax.jit(jax.vmap(lambda k: bnn.sample_hyperparameters(k, prior)))(keys)
     init_std, noise_std = np.asarray(h.init_std, np.float64), np.asarray(h.noise_std, np.float64)
-    # DESIGN's Gamma(3.62, 0.068) and Gamma(1.87, 0.053) read as (concentration, scale)
+    # the paper config's Gamma(3.62, 0.068) and Gamma(1.87, 0.053) read as (concentration, scale)
     assert scipy.stats.kstest(init_std, scipy.stats.gamma(3.62, scale=0.068).cdf).pvalue > 1e-3
     assert scipy.stats.kstest(noise_std, scipy.stats.gamma(1.87, scale=0.053).cdf).pvalue > 1e-3
     assert scipy.stats.kstest(init_std, scipy.stats.gamma(3.62, scale=1 / 0.068).cdf).pvalue < 1e-10  # power

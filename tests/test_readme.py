@@ -5,11 +5,12 @@ would: with fake devices outnumbering the 2 CPU cores, XLA:CPU's in-process all-
 deadlock on long per-device ops (its rendezvous waits on threads the busy pool never runs).
 """
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import env_without_xla_flags
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -19,7 +20,7 @@ def test_readme_python_example_runs():
     assert blocks, "README has no python example"
     code = blocks[0]
     assert "steps=300" in code
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = env_without_xla_flags()
     out = subprocess.run([sys.executable, "-c", code.replace("steps=300", "steps=15")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -29,7 +30,7 @@ def test_readme_python_example_runs():
 def test_readme_sklearn_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     code = next(b for b in blocks if "PFNRegressor" in b)
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = env_without_xla_flags()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     r2 = float(re.search(r"R2 ([-0-9.]+)", out.stdout).group(1))

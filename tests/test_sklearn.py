@@ -17,6 +17,10 @@ import pfnjax
 from pfnjax.distributions import bar
 from pfnjax.sklearn import PFNClassifier, PFNRegressor, resolve_model
 
+# Most tests here compare an estimator with a manual computation from the raw PFN, or predictions
+# on permuted / subset inputs (sklearn's invariance checks): see conftest.full_precision.
+pytestmark = pytest.mark.usefixtures("full_precision")
+
 
 @pytest.fixture(scope="module")
 def reg_pfn():
@@ -291,3 +295,16 @@ def test_classifier_class_count_errors():
         PFNClassifier(class_shuffling="sorted").fit(x, np.arange(40) % 2)
     with pytest.raises(ValueError, match="softmax_temperature"):
         PFNClassifier(softmax_temperature=0).fit(x, np.arange(40) % 2)
+
+
+def test_missing_scikit_learn_gives_a_clear_install_hint():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['sklearn'] = None\ntry:\n    import pfnjax.sklearn\nexcept ImportError as e:\n    print('ERR', e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "pip install 'pfnjax[sklearn]'" in out.stdout, out.stdout + out.stderr
+    # the core package imports without it
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.modules['sklearn'] = None; import pfnjax; print('OK')"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "OK", out.stderr

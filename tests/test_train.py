@@ -13,18 +13,8 @@ import pfnjax
 from pfnjax.predict import PFN, load
 from pfnjax.train import CheckpointError, preset_config, train
 from pfnjax.train import checkpoint as ckpt
-from pfnjax.train.trainer import build_prior, make_mesh, make_train_step
-
-
-def _cfg(**kw):
-    base = dict(num_features=2, seq_len=32, batch_size=8, steps=20, d_model=32, num_layers=2, num_heads=2,
-                d_ff=64, num_buckets=50, border_samples=5000, checkpoint_every=10, log_every=5)
-    base.update(kw)
-    return preset_config("test", **base)
-
-
-def _params_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+from pfnjax.train.trainer import build_prior, init_state, make_mesh, make_train_step
+from conftest import small_cfg as _cfg, trees_equal as _params_equal
 
 
 def test_short_training_lowers_the_loss():
@@ -139,13 +129,50 @@ def test_public_api_exports():
         assert hasattr(pfnjax, name), name
 
 
-def test_classification_run_checkpoints_and_loads(tmp_path):
-    """A classification (SCM prior) run saves, resumes and loads (its state has no bar borders)."""
-    cfg = _cfg(prior="scm", steps=10, num_features=3)
-    train(cfg, tmp_path / "run", progress=False)
+def test_classification_run_learns_and_round_trips_exactly(tmp_path):
+    """A classification (SCM prior) run learns, and its checkpoint (no bar borders) loads bit for bit."""
+    from pfnjax.evaluate import evaluate_classification, run_held_out_source
+
+    cfg = _cfg(prior="scm", steps=120, num_features=3, batch_size=16, lr=3e-3, warmup_steps=10, log_every=20,
+               checkpoint_every=60)
+    result = train(cfg, tmp_path / "run", progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-2:]) < losses[0] - 0.1, losses
     pfn = load(tmp_path / "run")
     assert pfn.task == "classification" and pfn.max_classes == 10
+    assert _params_equal(pfn.params, result.state.params)
     rng = np.random.default_rng(0)
-    probs = pfn.predict(rng.normal(size=(12, 3)), np.arange(12) % 3, rng.normal(size=(4, 3))).probs
-    np.testing.assert_allclose(np.asarray(probs).sum(-1), 1.0, rtol=1e-5)
-    assert probs.shape == (4, 3)
+    x_ctx, y_ctx, x_qry = rng.normal(size=(12, 3)), np.arange(12) % 3, rng.normal(size=(4, 3))
+    probs = np.asarray(pfn.predict(x_ctx, y_ctx, x_qry).probs)
+    np.testing.assert_array_equal(probs, np.asarray(PFN.from_train_result(result).predict(x_ctx, y_ctx, x_qry).probs))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # held-out prior datasets: far better than at initialisation, and (after only 120 steps) at
+    # least as good as predicting the context's class frequencies
+    prior, key, n_features = run_held_out_source(cfg)
+    initial = PFN(pfn.model_config, pfn.graphdef, init_state(cfg, prior)[1].params, pfn.borders)
+    kwargs = dict(context_sizes=(40,), num_datasets=64, num_queries=20, num_features_sampler=n_features)
+    (row,) = evaluate_classification(pfn, prior, key, **kwargs)
+    (row0,) = evaluate_classification(initial, prior, key, **kwargs)
+    assert row.pfn_nll < row0.pfn_nll - 0.2 and row.pfn_nll < row.baseline_nll + 0.02, (row, row0)
+
+
+def test_attention_impl_is_saved_with_the_run_and_honoured_by_load(tmp_path):
+    from pfnjax.cli import main
+
+    assert main(["train", "--prior", "gp", "--preset", "test", "--steps", "2", "--attention", "xla",
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["train"]["attention_impl"] == "xla" and meta["model"]["attention_impl"] == "xla"
+    pfn = load(tmp_path / "run")
+    assert pfn.model_config.attention_impl == "xla" and pfn.train_config.attention_impl == "xla"
+    auto = load(tmp_path / "run", attention_impl="auto")
+    assert auto.model_config.attention_impl == "auto"
+    x = np.random.default_rng(0).uniform(size=(12, 2)).astype(np.float32)
+    y = np.sin(3 * x.sum(1)).astype(np.float32)
+    # float32 activations: "auto" resolves to XLA on every backend, so the logits are identical
+    np.testing.assert_array_equal(np.asarray(pfn.logits(x[:8], y[:8], x[8:])), np.asarray(auto.logits(x[:8], y[:8], x[8:])))
+    # default: auto; runs saved before the field existed (the shipped models) load as auto
+    assert preset_config("test").attention_impl == "auto"
+    assert load("reg-tiny").model_config.attention_impl == "auto"
+    with pytest.raises(ValueError, match="attention_impl"):
+        preset_config("test", attention_impl="flash")

@@ -1,5 +1,17 @@
 """The Flax (NNX) PFN transformer."""
 
-from pfnjax.model.transformer import LayerCache, ModelConfig, PFNLayer, PFNTransformer, count_params
+from pfnjax.model.transformer import (
+    ATTENTION_IMPLS,
+    LayerCache,
+    ModelConfig,
+    PFNLayer,
+    PFNTransformer,
+    context_attention,
+    count_params,
+    resolve_attention_impl,
+)
 
-__all__ = ["LayerCache", "ModelConfig", "PFNLayer", "PFNTransformer", "count_params"]
+__all__ = [
+    "ATTENTION_IMPLS", "LayerCache", "ModelConfig", "PFNLayer", "PFNTransformer", "context_attention",
+    "count_params", "resolve_attention_impl",
+]

@@ -13,6 +13,7 @@ cache the context once and stream queries in chunks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Literal, NamedTuple
 
@@ -24,6 +25,8 @@ from pfnjax.types import Array
 
 Task = Literal["regression", "classification"]
 FeatureScaling = Literal["sqrt", "linear", "none"]
+AttentionImpl = Literal["auto", "xla", "cudnn"]
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +44,10 @@ class ModelConfig:
             ``sqrt(F_max / F_used)`` (maintained reference), ``linear`` by ``F_max / F_used``
             (paper), ``none`` leaves x as is.
         compute_dtype: ``float32`` or ``bfloat16`` activations; params stay float32.
-        attention_impl: passed to :func:`jax.nn.dot_product_attention` (None = XLA's choice).
+        attention_impl: ``auto`` (default) uses cuDNN flash attention when the program runs on an
+            NVIDIA GPU and cuDNN supports the shapes and dtype (bfloat16/float16), else XLA's
+            attention; ``xla`` or ``cudnn`` force one (``cudnn`` fails off NVIDIA GPUs). Saved
+            with a run; ``None`` in runs saved before this field existed means ``auto``.
     """
 
     max_features: int
@@ -54,9 +60,13 @@ class ModelConfig:
     norm: Literal["pre", "post"] = "pre"
     feature_scaling: FeatureScaling = "sqrt"
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    attention_impl: Literal["xla", "cudnn"] | None = None
+    attention_impl: AttentionImpl = "auto"
 
     def __post_init__(self) -> None:
+        if self.attention_impl is None:
+            object.__setattr__(self, "attention_impl", "auto")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if self.task not in ("regression", "classification"):
@@ -78,6 +88,61 @@ class LayerCache(NamedTuple):
 
     keys: Array
     values: Array
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """Whether this process has a CUDA backend (a GPU and JAX's CUDA plugin)."""
+    try:
+        return len(jax.devices("cuda")) > 0
+    except RuntimeError:
+        return False
+
+
+def _attention(q: Array, k: Array, v: Array, kv_len: Array, implementation: str | None) -> Array:
+    return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=kv_len, implementation=implementation)
+
+
+@functools.lru_cache(maxsize=256)
+def _cudnn_traces(q_shape: tuple, kv_shape: tuple, dtype: str) -> bool:
+    """Whether cuDNN's flash attention accepts these shapes and dtype (its checks run at trace time)."""
+    q = jax.ShapeDtypeStruct(q_shape, jnp.dtype(dtype))
+    kv = jax.ShapeDtypeStruct(kv_shape, jnp.dtype(dtype))
+    lengths = jax.ShapeDtypeStruct(q_shape[:1], jnp.int32)
+    try:
+        jax.eval_shape(functools.partial(_attention, implementation="cudnn"), q, kv, kv, lengths)
+    except Exception:  # NotImplementedError / ValueError / RuntimeError for unsupported configs
+        return False
+    return True
+
+
+def resolve_attention_impl(impl: str, q: Array | jax.ShapeDtypeStruct, k: Array | jax.ShapeDtypeStruct) -> str:
+    """What ``auto`` becomes for these operands: ``"cudnn"`` if it can run here, else ``"xla"``.
+
+    ``"cudnn"`` still runs only where the program is lowered for CUDA (see :func:`context_attention`).
+    """
+    if impl != "auto":
+        return impl
+    if q.dtype not in (jnp.bfloat16, jnp.float16) or not cuda_available():
+        return "xla"
+    return "cudnn" if _cudnn_traces(tuple(q.shape), tuple(k.shape), jnp.dtype(q.dtype).name) else "xla"
+
+
+def context_attention(q: Array, k: Array, v: Array, kv_len: Array, impl: str = "auto") -> Array:
+    """Attention of ``q: [B, M, H, D]`` to the first ``kv_len[b]`` of ``k, v: [B, N, H, D]``.
+
+    ``impl="auto"`` picks cuDNN flash attention per platform: with ``lax.platform_dependent`` the
+    cuDNN branch is lowered only for CUDA, so the same program still runs on a CPU mesh of a GPU
+    machine, and XLA's attention everywhere else.
+    """
+    resolved = resolve_attention_impl(impl, q, k)
+    if impl == "auto" and resolved == "cudnn":
+        return jax.lax.platform_dependent(
+            q, k, v, kv_len,
+            cuda=functools.partial(_attention, implementation="cudnn"),
+            default=functools.partial(_attention, implementation="xla"),
+        )
+    return _attention(q, k, v, kv_len, resolved)
 
 
 def _zeros_linear(din: int, dout: int, dtype, rngs: nnx.Rngs) -> nnx.Linear:
@@ -115,12 +180,8 @@ class PFNLayer(nnx.Module):
     def __call__(self, h: Array, cache: LayerCache, context_len: Array) -> Array:
         """Update tokens ``h: [B, N, d]`` by attending to ``cache`` (first ``context_len[b]`` keys valid)."""
         q, _, _ = self._qkv(h)
-        attn = jax.nn.dot_product_attention(
-            q,
-            cache.keys.astype(q.dtype),
-            cache.values.astype(q.dtype),
-            key_value_seq_lengths=context_len,
-            implementation=self.cfg.attention_impl,
+        attn = context_attention(
+            q, cache.keys.astype(q.dtype), cache.values.astype(q.dtype), context_len, self.cfg.attention_impl
         )
         attn = self.attn_out(attn.reshape(h.shape[0], h.shape[1], self.cfg.d_model))
         h = h + attn

@@ -12,7 +12,7 @@ Generative process of :class:`BNNPrior` (registered as ``"bnn"``), per dataset, 
        \sigma_\varepsilon &\sim \mathrm{Gamma}(1.87, \text{scale}=0.053) &&\text{noise std, mean } 0.099\\
        p &\sim \mathcal U[p_{\min}, p_{\max}] = \mathcal U[0, 0.9] &&\text{dropout probability}
 
-   The DESIGN's "Gamma(3.62, 0.068)" and "Gamma(1.87, 0.053)" are read as (concentration,
+   The paper config's "Gamma(3.62, 0.068)" and "Gamma(1.87, 0.053)" are read as (concentration,
    **scale**): that gives the sensible means above, whereas a rate reading would give an init std
    of 53 and a noise std of 35.
 
@@ -50,6 +50,7 @@ from typing import Callable, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from pfnjax.numerics import matmul
 from pfnjax.priors.base import feature_mask, register_prior
 from pfnjax.priors.gp import sample_inputs
 from pfnjax.types import Array, PRNGKey
@@ -251,10 +252,11 @@ def mlp_forward(
             return eps[:, -1:]
         return eps[:, (l - 1) * h_max : l * h_max] * unit
 
-    h = x @ layers[0].weight + layers[0].bias
+    # Full precision, so the prior draws the same functions on every backend (pfnjax.numerics).
+    h = matmul(x, layers[0].weight) + layers[0].bias
     for l in range(1, n_layers):
         a = act(h) * unit
-        h = a @ layers[l].weight + layers[l].bias
+        h = matmul(a, layers[l].weight) + layers[l].bias
         if noise_key is not None and (cfg.hidden_noise or l == n_layers - 1):
             h = h + noise(l)
     return h[:, 0]

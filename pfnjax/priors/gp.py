@@ -33,6 +33,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from pfnjax.numerics import matmul
 from pfnjax.priors.base import feature_mask, register_prior
 from pfnjax.types import Array, BatchShape, PRNGKey
 
@@ -52,10 +53,14 @@ class GPHyper(NamedTuple):
 
 
 def kernel_matrix(kernel: Kernel, x1: Array, x2: Array, lengthscale: Array | float, outputscale: Array | float) -> Array:
-    """``k(x1, x2)`` for ``x1: f32[N, F]``, ``x2: f32[M, F]`` -> ``f32[N, M]``."""
+    """``k(x1, x2)`` for ``x1: f32[N, F]``, ``x2: f32[M, F]`` -> ``f32[N, M]``.
+
+    The cross term runs at full precision: in TF32 the squared distances lose ~3 digits and the
+    kernel matrix stops being positive definite.
+    """
     x1 = x1 / lengthscale
     x2 = x2 / lengthscale
-    sq = jnp.sum(x1**2, -1)[:, None] + jnp.sum(x2**2, -1)[None, :] - 2.0 * x1 @ x2.T
+    sq = jnp.sum(x1**2, -1)[:, None] + jnp.sum(x2**2, -1)[None, :] - 2.0 * matmul(x1, x2.T)
     sq = jnp.maximum(sq, 0.0)
     if kernel == "rbf":
         corr = jnp.exp(-0.5 * sq)
@@ -76,7 +81,7 @@ def sample_gp_targets(
     cov = kernel_matrix(kernel, x, x, hyper.lengthscale, hyper.outputscale)
     cov = cov + (hyper.noise + jitter) * jnp.eye(seq_len, dtype=x.dtype)
     chol = jnp.linalg.cholesky(cov)
-    return chol @ jax.random.normal(key, (seq_len,), x.dtype)
+    return matmul(chol, jax.random.normal(key, (seq_len,), x.dtype))
 
 
 def sample_inputs(key: PRNGKey, x_dist: XDist, seq_len: int, max_features: int, num_features: Array) -> Array:
@@ -271,7 +276,7 @@ def exact_posterior(
     k_qc = kernel_matrix(kernel, x_qry, x_ctx, hyper.lengthscale, hyper.outputscale)
     chol = jnp.linalg.cholesky(k_cc)
     alpha = jax.scipy.linalg.cho_solve((chol, True), y_ctx)
-    mean = k_qc @ alpha
+    mean = matmul(k_qc, alpha)
     v = jax.scipy.linalg.solve_triangular(chol, k_qc.T, lower=True)
     prior_var = hyper.outputscale * jnp.ones(x_qry.shape[0], k_cc.dtype)
     var = prior_var - jnp.sum(v**2, axis=0) + hyper.noise

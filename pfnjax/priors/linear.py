@@ -31,6 +31,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from pfnjax.numerics import matmul
 from pfnjax.priors.base import register_prior
 from pfnjax.priors.gp import sample_inputs
 from pfnjax.types import Array, PRNGKey
@@ -82,7 +83,7 @@ def sample_linear_targets(key: PRNGKey, x: Array, cfg: LinearPrior) -> Array:
     w = cfg.weight_std * jax.random.normal(k_w, (x.shape[1],), x.dtype)
     b = cfg.bias_std * jax.random.normal(k_b, (), x.dtype)
     eps = cfg.noise_std * jax.random.normal(k_eps, (x.shape[0],), x.dtype)
-    return x @ w + b + eps
+    return matmul(x, w) + b + eps
 
 
 def _validate(x_ctx: Array, y_ctx: Array, x_qry: Array, ctx_mask: Array | None, y_qry: Array | None = None) -> None:
@@ -133,11 +134,12 @@ def posterior_predictive(
         m = ctx_mask.astype(dtype)
         phi_c, y_ctx = phi_c * m[:, None], y_ctx * m
     noise_var = jnp.asarray(cfg.noise_std, dtype) ** 2
-    a = jnp.eye(phi_c.shape[1], dtype=dtype) + phi_c.T @ phi_c / noise_var
+    # Full-precision matmuls: the posterior precision matrix feeds a Cholesky (see pfnjax.numerics).
+    a = jnp.eye(phi_c.shape[1], dtype=dtype) + matmul(phi_c.T, phi_c) / noise_var
     chol = jnp.linalg.cholesky(a)
-    mu = jax.scipy.linalg.cho_solve((chol, True), phi_c.T @ y_ctx / noise_var)
+    mu = jax.scipy.linalg.cho_solve((chol, True), matmul(phi_c.T, y_ctx) / noise_var)
     v = jax.scipy.linalg.solve_triangular(chol, phi_q.T, lower=True)
-    return phi_q @ mu, jnp.sum(v**2, axis=0) + noise_var
+    return matmul(phi_q, mu), jnp.sum(v**2, axis=0) + noise_var
 
 
 def exact_nll(

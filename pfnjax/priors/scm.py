@@ -107,6 +107,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from pfnjax.numerics import matmul
 from pfnjax.priors.base import feature_mask, register_prior
 from pfnjax.types import Array, PRNGKey
 
@@ -661,7 +662,9 @@ class SCMPrior(TabularClassificationConfig):
         # 2. causes, 3. the noisy MLP
         causes = self._causes(rng, seq_len, cause_width, n_causes)
         w0 = _sparse_weight(rng, (cause_width, width), n_causes, hidden, init_std, jnp.zeros(()), block_wise)
-        h0 = causes @ w0 + _bias(rng, (width,), n_causes, hidden)
+        # Full-precision matmuls: the SCM is a deep noisy MLP whose thresholds decide the classes,
+        # so TF32 rounding would change which labels a key draws (pfnjax.numerics).
+        h0 = matmul(causes, w0) + _bias(rng, (width,), n_causes, hidden)
         ws = _sparse_weight(rng, (lb, width, width), hidden, hidden, init_std, dropout, block_wise)
         bs = _bias(rng, (lb, width), hidden, hidden)
         unit_on = jnp.arange(width) < hidden
@@ -671,7 +674,7 @@ class SCMPrior(TabularClassificationConfig):
         def block(h, inputs):
             layer, w, b, s, k = inputs
             eps = jax.random.normal(k, (seq_len * width,)).reshape(seq_len, width)
-            new = act(h) @ w + b + s * eps
+            new = matmul(act(h), w) + b + s * eps
             new = jnp.clip(jnp.nan_to_num(new), -_CLIP, _CLIP)
             return jnp.where(layer < n_blocks, new, h), new
 
@@ -681,7 +684,7 @@ class SCMPrior(TabularClassificationConfig):
         w_out = _sparse_weight(rng, (width, 1), hidden, jnp.ones((), jnp.int32), init_std, dropout, block_wise)[:, 0]
         b_out = _bias(rng, (1,), hidden, 1)[0]
         s_out = jnp.where(pre_sample, jnp.abs(rng.normal()) * noise_std, noise_std)
-        y_noncausal = act(h_last) @ w_out + b_out + s_out * rng.normal((seq_len,))
+        y_noncausal = matmul(act(h_last), w_out) + b_out + s_out * rng.normal((seq_len,))
         x_noncausal = causes[:, :max_features]
 
         # 4. causal mode: target and features are random hidden nodes (node v = unit v % H of block v // H)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any, Literal
 
-from pfnjax.model import ModelConfig
+from pfnjax.model import ATTENTION_IMPLS, ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,8 @@ class TrainConfig:
     norm: Literal["pre", "post"] = "pre"
     feature_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    # "auto": cuDNN flash attention on NVIDIA GPUs where it supports the shapes (bf16), XLA elsewhere
+    attention_impl: Literal["auto", "xla", "cudnn"] = "auto"
     # bookkeeping
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -64,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"min_features must be in [1, num_features={self.num_features}], got {self.min_features}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
 
@@ -79,6 +83,7 @@ class TrainConfig:
             norm=self.norm,
             feature_scaling=self.feature_scaling,
             compute_dtype=self.compute_dtype,
+            attention_impl=self.attention_impl,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,10 +120,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A laptop-sized classification run (SCM / TabPFN prior).
     "tiny-cls": dict(num_features=5, seq_len=128, batch_size=32, steps=2000, lr=1e-3, warmup_steps=100,
                      d_model=64, num_layers=3, num_heads=4, d_ff=128, checkpoint_every=500, log_every=25),
-    # Benchmark workloads (DESIGN.md: reference PyTorch numbers exist for these).
+    # Benchmark workloads (the PyTorch reference pfns has been measured on these; benchmarks/gpu_check.sh).
     "gp-200": dict(num_features=5, seq_len=200, batch_size=128, d_model=256, num_layers=4, num_heads=4,
                    steps=10_000, lr=3e-4, warmup_steps=500),
-    # DESIGN.md's 2-core-CPU reference workload (PyTorch pfns: 36.4 datasets/s).
+    # The 2-core-CPU reference workload (PyTorch pfns measured at 36.4 datasets/s).
     "cpu-ref": dict(num_features=5, seq_len=200, batch_size=16, d_model=128, num_layers=4, num_heads=4,
                     steps=100, lr=1e-3, warmup_steps=10),
     "gp-1000": dict(num_features=5, seq_len=1000, batch_size=64, d_model=512, num_layers=6, num_heads=8,

@@ -258,7 +258,9 @@ def train(
         resume_step = manager.latest_step() if resume else None
         if resume_step is not None:
             state, saved = ckpt.restore_from_manager(manager, ckpt.abstract_like(state, replicated), resume_step)
-            if saved.get("train") != metadata["train"]:
+            # compare as JSON of configs, so fields added since the run was saved take their defaults
+            saved_cfg = TrainConfig.from_dict(saved.get("train", {}))
+            if json.loads(saved_cfg.to_json()) != json.loads(cfg.to_json()):
                 manager.close()
                 raise ValueError(
                     f"the checkpoint in {run_path} was written with a different config; "

@@ -1,0 +1,181 @@
+"""Where a training step's time goes: per-component timings of the full data-parallel step.
+
+Each component is jit-compiled on its own at the preset's shapes, warmed up, and timed as the
+median of ``--repeats`` runs with ``block_until_ready``:
+
+* ``sample``: the on-device prior sampler for one global batch;
+* ``forward``: the model forward and the loss (no gradients);
+* ``forward+backward``: ``value_and_grad`` of the loss;
+* ``attention``: forward+backward of the context-masked attention alone, all layers, at the
+  implementation the model uses (``attention_impl``, resolved as in the model);
+* ``loss head``: forward+backward of the bar-distribution NLL on ``[B, T, buckets]`` logits;
+* ``optimizer``: clipping + AdamW update + apply on parameter-shaped gradients;
+* ``full step``: the real train step (sampling, forward, backward, update; donated state).
+
+The remainder ``forward+backward - attention - loss head`` is the dense matmuls, layer norms
+and elementwise ops. Components overlap in a fused step, so the parts need not add up to the
+full step exactly. ``--trace DIR`` also writes a ``jax.profiler`` trace of 5 full steps (open it
+with TensorBoard's profile plugin or XProf) for per-kernel detail.
+
+    python benchmarks/step_profile.py --preset gp-1000 --bf16 --markdown benchmarks/results/step_profile_h100.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pfnjax.model import context_attention, resolve_attention_impl
+from pfnjax.priors.base import sample_datasets
+from pfnjax.train import preset_config
+from pfnjax.train.trainer import (
+    apply_model,
+    batch_shape,
+    build_prior,
+    feature_count_sampler,
+    init_state,
+    make_mesh,
+    make_optimizer,
+    make_train_step,
+    pfn_loss,
+    stream_key,
+)
+
+from _results import median_seconds, write_markdown  # a sibling: a script's own folder is on sys.path
+
+
+def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | None = None,
+            trace_dir: str | None = None, **overrides: Any) -> dict:
+    """Seconds per component (see the module docstring) for one preset on the default devices."""
+    cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", border_samples=20_000,
+                        attention_impl=attention_impl, **overrides)
+    prior = build_prior(cfg)
+    graphdef, state, model_cfg = init_state(cfg, prior)
+    mesh = make_mesh()
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    state = jax.device_put(state, replicated)
+    shape = batch_shape(cfg)
+    n_features = feature_count_sampler(cfg)
+    keys = jax.random.split(stream_key(cfg.seed, 0), cfg.batch_size)
+
+    sample = jax.jit(lambda k: sample_datasets(prior, k, shape, split=cfg.split, num_features_sampler=n_features))
+    batch = sample(keys)
+    task = model_cfg.task
+
+    def loss_fn(params, batch, borders):
+        return pfn_loss(apply_model(graphdef, params, batch), batch, borders, task)
+
+    forward = jax.jit(loss_fn)
+    forward_backward = jax.jit(jax.value_and_grad(loss_fn))
+
+    # attention alone: every layer's q/k/v at the step's shapes and dtype
+    b, t, d, h = cfg.batch_size, cfg.seq_len, cfg.d_model, cfg.num_heads
+    dtype = model_cfg.dtype
+    qkv = jax.random.normal(jax.random.key(1), (3, b, t, h, d // h), dtype)
+    impl = resolve_attention_impl(model_cfg.attention_impl, qkv[0], qkv[1])
+
+    def attention_loss(q, k, v):
+        out = context_attention(q, k, v, batch.single_eval_pos, model_cfg.attention_impl)
+        return jnp.sum(out.astype(jnp.float32))
+
+    attention_grad = jax.jit(jax.grad(attention_loss, argnums=(0, 1, 2)))
+
+    def all_layers_attention():
+        return [attention_grad(*qkv) for _ in range(cfg.num_layers)]
+
+    logits = jax.random.normal(jax.random.key(2), (b, t, model_cfg.num_outputs), jnp.float32)
+    head_grad = jax.jit(jax.grad(lambda lg: pfn_loss(lg, batch, state.borders, task)))
+
+    tx = make_optimizer(cfg)
+    grads = jax.tree.map(jnp.ones_like, state.params)
+
+    @jax.jit
+    def optimizer_update(params, opt_state):
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    step = make_train_step(cfg, prior, graphdef, mesh, task)
+    step_state = [state]
+
+    def full_step():
+        step_state[0], metrics = step(step_state[0])
+        return metrics
+
+    res = {
+        "sample": median_seconds(lambda: sample(keys), repeats),
+        "forward": median_seconds(lambda: forward(state.params, batch, state.borders), repeats),
+        "forward_backward": median_seconds(lambda: forward_backward(state.params, batch, state.borders), repeats),
+        "attention": median_seconds(all_layers_attention, repeats),
+        "loss_head": median_seconds(lambda: head_grad(logits), repeats),
+        "optimizer": median_seconds(lambda: optimizer_update(state.params, state.opt_state), repeats),
+    }
+    # the full step donates its state: time it last, on its own copy
+    step_state[0] = jax.tree.map(jnp.copy, state)
+    res["full_step"] = median_seconds(full_step, repeats)
+    if trace_dir:
+        with jax.profiler.trace(trace_dir):
+            for _ in range(5):
+                jax.block_until_ready(full_step())
+    res["rest"] = max(res["forward_backward"] - res["attention"] - res["loss_head"], 0.0)
+    res.update(preset=preset, dtype=cfg.compute_dtype, batch=cfg.batch_size, seq_len=cfg.seq_len,
+               attention_impl=impl, devices=mesh.devices.size, repeats=repeats)
+    return res
+
+
+_ROWS = [
+    ("sample", "prior sampling (one global batch)"),
+    ("forward", "forward + loss"),
+    ("forward_backward", "forward + backward"),
+    ("attention", "  of which attention, all layers (fwd + bwd)"),
+    ("loss_head", "  of which bar/class loss head (fwd + bwd)"),
+    ("rest", "  of which dense matmuls, layer norms, elementwise (remainder)"),
+    ("optimizer", "optimizer (clip + AdamW + apply)"),
+    ("full_step", "full train step (all of the above, fused)"),
+]
+
+
+def markdown(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        lines += [
+            f"## {r['preset']}, {r['dtype']}, batch {r['batch']}, T={r['seq_len']}, attention `{r['attention_impl']}`, "
+            f"{r['devices']} device(s)",
+            "",
+            "| component | ms | share of full step |",
+            "|---|---:|---:|",
+        ]
+        for key, label in _ROWS:
+            lines.append(f"| {label} | {1e3 * r[key]:.2f} | {100 * r[key] / r['full_step']:.0f}% |")
+        lines += ["", f"Median of {r['repeats']} runs after a warm-up. Datasets/s of the full step: "
+                      f"{r['batch'] / r['full_step']:.1f}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["gp-1000"])
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 activations")
+    parser.add_argument("--attention", choices=["auto", "xla", "cudnn"], help="override the attention implementation")
+    parser.add_argument("--batch-size", type=int, help="override the presets' global batch size")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--trace", help="also write a jax.profiler trace of 5 full steps to this directory")
+    parser.add_argument("--markdown", help="write the tables (with date, device, command) to this file")
+    args = parser.parse_args(argv)
+    results = []
+    for preset in args.presets:
+        overrides = {"batch_size": args.batch_size} if args.batch_size else {}
+        results.append(profile(preset, args.bf16, args.repeats, args.attention, args.trace, **overrides))
+    text = markdown(results)
+    print(text)
+    if args.markdown:
+        write_markdown(args.markdown, "Train step profile", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

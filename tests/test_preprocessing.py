@@ -1,0 +1,103 @@
+"""Per-context preprocessing (pfnjax.preprocessing) against independent references: numpy /
+scikit-learn's StandardScaler, PowerTransformer and QuantileTransformer, and the soft-clip formula."""
+
+import numpy as np
+import pytest
+from sklearn.preprocessing import PowerTransformer, QuantileTransformer, StandardScaler
+
+from pfnjax.preprocessing import ContextScaler, TargetScaler, nan_mean_std, soft_clip, soft_clip_bounds
+
+
+def _data(n=200, f=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.c_[rng.normal(3.0, 2.0, n), rng.exponential(1.0, n), rng.uniform(-5, 5, n), rng.normal(size=n) ** 3]
+    return x[:, :f]
+
+
+def test_nan_mean_std_ignores_nan_and_zeroes_all_nan_columns():
+    x = np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan], [5.0, np.nan]])
+    mean, std = nan_mean_std(x)
+    np.testing.assert_allclose(mean, [3.0, 0.0])
+    np.testing.assert_allclose(std, [np.std([1.0, 3.0, 5.0]), 0.0])
+
+
+def test_soft_clip_is_the_identity_inside_and_logarithmic_outside():
+    lower, upper = np.array([-1.0]), np.array([2.0])
+    x = np.array([[-0.5], [1.9], [10.0], [-10.0], [np.nan]])
+    out = soft_clip(x, lower, upper)
+    np.testing.assert_allclose(out[:2], x[:2])
+    np.testing.assert_allclose(out[2], upper + np.log1p(10.0))  # min(x, upper + log1p|x|)
+    np.testing.assert_allclose(out[3], lower - np.log1p(10.0))
+    assert np.isnan(out[4, 0])
+
+
+def test_soft_clip_bounds_use_inlier_statistics():
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.normal(size=(500, 1)), [[1e3]]]  # one wild outlier
+    lower, upper = soft_clip_bounds(x, 4.0)
+    inliers = x[np.abs(x - x.mean()) <= 4 * x.std()]
+    np.testing.assert_allclose(lower, inliers.mean() - 4 * inliers.std())
+    np.testing.assert_allclose(upper, inliers.mean() + 4 * inliers.std())
+    assert upper[0] < 10  # the outlier does not widen the bounds
+
+
+def test_plain_scaler_equals_sklearn_standard_scaler_fitted_on_the_context():
+    x = _data()
+    ctx, qry = x[:120], x[120:]
+    scaler = ContextScaler(outlier_sigma=None).fit(ctx)
+    ref = StandardScaler().fit(ctx)
+    np.testing.assert_allclose(scaler.transform_rows(qry), ref.transform(qry), rtol=1e-5, atol=1e-5)
+    z = scaler.transform_rows(ctx)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["power", "quantile"])
+def test_transforms_follow_sklearn_on_the_z_scored_context(kind):
+    x = _data()
+    ctx, qry = x[:150], x[150:]
+    scaler = ContextScaler(transform=kind, outlier_sigma=None).fit(ctx)
+    z_ctx = StandardScaler().fit(ctx)
+    if kind == "power":
+        tr = PowerTransformer(method="yeo-johnson", standardize=True).fit(z_ctx.transform(ctx))
+    else:
+        tr = QuantileTransformer(output_distribution="normal", n_quantiles=150, subsample=None,
+                                 random_state=0).fit(z_ctx.transform(ctx))
+    t_ctx, t_qry = tr.transform(z_ctx.transform(ctx)), tr.transform(z_ctx.transform(qry))
+    want = (t_qry - t_ctx.mean(0)) / t_ctx.std(0)  # step 4: z-score again on the context
+    np.testing.assert_allclose(scaler.transform_rows(qry), want, rtol=1e-4, atol=1e-4)
+    # the skewed exponential column becomes much more symmetric
+    skew = lambda v: np.mean((v - v.mean()) ** 3) / v.std() ** 3  # noqa: E731
+    assert abs(skew(scaler.transform_rows(ctx)[:, 1])) < 0.5 * abs(skew(ctx[:, 1]))
+
+
+def test_outliers_are_soft_clipped_and_nan_imputed_with_the_context_mean():
+    x = _data(f=2)
+    scaler = ContextScaler().fit(x[:150])
+    out = scaler.transform_rows(np.array([[1e4, np.nan], [x[5, 0], x[5, 1]]]))
+    raw = (1e4 - x[:150, 0].mean()) / x[:150, 0].std()  # ~5000 std devs without clipping
+    assert raw > 1000 and out[0, 0] < 4 + np.log1p(raw) + 1  # 4 sigma, then only logarithmic growth
+    assert out[0, 1] == 0.0  # NaN -> the context mean, which is 0 after z-scoring
+    assert np.isfinite(out).all()
+    with pytest.raises(ValueError, match="expected 2 features"):
+        scaler.transform_rows(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="transform"):
+        ContextScaler(transform="log").fit(x)
+
+
+def test_constant_column_maps_to_zero_instead_of_dividing_by_zero():
+    x = np.c_[np.full(20, 7.0), np.arange(20.0)]
+    out = ContextScaler().fit(x).transform_rows(x)
+    np.testing.assert_array_equal(out[:, 0], 0.0)
+    assert np.isfinite(out).all()
+
+
+def test_target_scaler_round_trips_and_maps_borders():
+    y = np.random.default_rng(2).normal(50.0, 8.0, 100)
+    ts = TargetScaler().fit(y)
+    np.testing.assert_allclose(ts.transform(y).mean(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ts.transform(y).std(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ts.inverse_transform(ts.transform(y)), y, rtol=1e-6)
+    np.testing.assert_allclose(ts.borders_to_original(np.array([-1.0, 0.0, 2.0])),
+                               [y.mean() - y.std(), y.mean(), y.mean() + 2 * y.std()])
+    assert TargetScaler().fit(np.full(5, 3.0)).std_ == 1.0  # constant targets: no division by zero
