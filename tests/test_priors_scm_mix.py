@@ -19,13 +19,9 @@ from scipy import stats
 import pfnjax.priors as P
 from pfnjax.priors.gp import GPPrior
 from pfnjax.priors.mix import GPClassificationPrior, MixturePrior, tabpfn_v1_mix, uniform_feature_count
-from pfnjax.priors.scm import (
-    RandomStream,
-    SCMPrior,
-    discretize_targets,
-    merge_classes_absent_from_context,
-    num_context_classes,
-)
+from pfnjax.priors.rng import RandomStream
+from pfnjax.priors.scm import SCMPrior
+from pfnjax.priors.tabular import discretize_targets, merge_classes_absent_from_context, num_context_classes
 from pfnjax.types import BatchShape
 
 T, F = 64, 6  # rows and feature columns of the statistical tests

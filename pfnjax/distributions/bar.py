@@ -23,6 +23,11 @@ Conventions shared by all functions:
   is ``[borders[K-1], inf)``.
 * Everything except :func:`borders_from_samples` and the ``validate_*`` helpers is pure and
   jit-compatible; shape errors are raised at trace time, value checks are left to the helpers.
+
+Module layout: this module holds the density functionals; borders and validation live in
+:mod:`pfnjax.distributions.borders`, EI / PI / UCB in :mod:`pfnjax.distributions.acquisition` and the
+:class:`BarDistribution` object in :mod:`pfnjax.distributions.bar_distribution`. All of them are
+reachable from here (``bar.expected_improvement``, ``bar.BarDistribution``, ...).
 """
 
 from __future__ import annotations
@@ -33,10 +38,14 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from flax import struct
-from jax.scipy.special import erf, erfc, ndtri
+from jax.scipy.special import erfc, ndtri
 
+from pfnjax.distributions.borders import (  # noqa: F401  (re-exported)
+    borders_from_samples,
+    check_shapes as _check_shapes,
+    validate_borders,
+    validate_logits,
+)
 from pfnjax.types import Array, PRNGKey
 
 # HalfNormal(1).icdf(0.5) = sqrt(2) * erfinv(0.5): the median of |N(0, 1)|.
@@ -53,85 +62,6 @@ PHI_1 = 0.8413447460685429  # Phi(1): the quantile level of "mean + 1 sigma" for
 # (and one tiny compile) per primitive. Flags that change the program are static.
 _jit = functools.partial(jax.jit, static_argnames=("full_support",))
 _jit_max = functools.partial(jax.jit, static_argnames=("maximize", "full_support"))
-
-
-# ----------------------------------------------------------------------------- validation (host)
-
-
-def validate_borders(borders: Array | np.ndarray | Sequence[float]) -> np.ndarray:
-    """Check ``borders: [K+1]`` on the host; return them as a numpy array.
-
-    Raises ``ValueError`` if they are not 1-D, have fewer than 2 entries, contain NaN/inf or are
-    not strictly increasing. Call outside ``jit``.
-    """
-    b = np.asarray(borders)
-    if b.ndim != 1:
-        raise ValueError(f"borders must be 1-D [K+1], got shape {b.shape}")
-    if b.shape[0] < 2:
-        raise ValueError(f"borders need at least 2 entries (1 bucket), got {b.shape[0]}")
-    if not np.all(np.isfinite(b)):
-        raise ValueError("borders contain NaN or inf")
-    bad = np.nonzero(np.diff(b) <= 0)[0]
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"borders must be strictly increasing; borders[{i}]={b[i]!r} >= borders[{i + 1}]={b[i + 1]!r} "
-            f"({bad.size} violation(s))"
-        )
-    return b
-
-
-def validate_logits(borders: Array | np.ndarray, logits: Array | np.ndarray, full_support: bool = True) -> None:
-    """Check ``borders`` (see :func:`validate_borders`) and that ``logits.shape[-1] == len(borders) - 1``.
-
-    Also rejects NaN logits and ``full_support`` with a single bucket. Call outside ``jit``.
-    """
-    b = validate_borders(borders)
-    _check_shapes(b, logits, full_support)
-    if np.any(np.isnan(np.asarray(logits))):
-        raise ValueError("logits contain NaN")
-
-
-def _check_shapes(borders: Array, logits: Array, full_support: bool) -> None:
-    # Shapes are static under jit, so this check is free and catches the most common mistake.
-    if borders.ndim != 1 or borders.shape[0] < 2:
-        raise ValueError(f"borders must have shape [K+1] with K >= 1, got {tuple(borders.shape)}")
-    k = borders.shape[0] - 1
-    if logits.ndim < 1 or logits.shape[-1] != k:
-        raise ValueError(
-            f"logits last dim must equal len(borders) - 1 = {k}; got logits shape {tuple(logits.shape)} "
-            f"and borders shape {tuple(borders.shape)}"
-        )
-    if full_support and k < 2:
-        raise ValueError("full_support=True needs at least 2 buckets (one half-normal tail per side)")
-
-
-def borders_from_samples(y_samples: Array | np.ndarray, num_buckets: int = 1000) -> Array:
-    """Equal-mass bucket borders from a large prior sample of targets.
-
-    Args:
-      y_samples: any shape; flattened.
-      num_buckets: requested number of buckets ``K``.
-
-    Returns:
-      ``f32[K'+1]`` with ``K' <= num_buckets``: the ``0, 1/K, ..., 1`` empirical quantiles with
-      duplicates merged (a point mass in the prior makes several quantiles coincide). Runs on host.
-
-    Raises ``ValueError`` on NaN/inf samples, fewer than 2 distinct values or ``num_buckets < 1``.
-    """
-    y = np.asarray(y_samples, dtype=np.float64).ravel()
-    if num_buckets < 1:
-        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
-    if y.size == 0 or not np.all(np.isfinite(y)):
-        raise ValueError("y_samples must be non-empty and contain no NaN or inf")
-    if np.unique(y).size < 2:
-        raise ValueError("y_samples need at least 2 distinct values to define buckets")
-    b = np.quantile(y, np.linspace(0.0, 1.0, num_buckets + 1))
-    # Merge after the cast: values distinct in float64 may collide in float32.
-    b = np.unique(b.astype(np.float32))
-    if b.size < 2:
-        raise ValueError("y_samples collapse to fewer than 2 distinct float32 values")
-    return jnp.asarray(b)
 
 
 # ----------------------------------------------------------------------------- geometry helpers
@@ -321,22 +251,6 @@ def median(borders: Array, logits: Array, full_support: bool = True) -> Array:
     return icdf(borders, logits, 0.5, full_support)
 
 
-@_jit_max
-def ucb(
-    borders: Array,
-    logits: Array,
-    beta_quantile: float = PHI_1,
-    maximize: bool = True,
-    full_support: bool = True,
-) -> Array:
-    """Upper confidence bound as a high quantile: ``icdf(beta_quantile)``: ``[...]``.
-
-    The default level ``Phi(1) ~ 0.841`` equals ``mean + 1 sigma`` for a Gaussian. With
-    ``maximize=False`` it returns the lower bound ``icdf(1 - beta_quantile)`` (for minimisation).
-    """
-    return icdf(borders, logits, beta_quantile if maximize else 1.0 - beta_quantile, full_support)
-
-
 # ----------------------------------------------------------------------------- moments, mode, entropy
 
 
@@ -420,67 +334,6 @@ def _sample(key: PRNGKey, borders: Array, logits: Array, shape: tuple[int, ...],
     return out
 
 
-# ----------------------------------------------------------------------------- acquisition functions
-
-
-def _norm_pdf(z: Array) -> Array:
-    return _INV_SQRT_2PI * jnp.exp(-0.5 * z**2)
-
-
-def _ei_max(borders: Array, logits: Array, best_f: Array, full_support: bool) -> Array:
-    """``E[max(y - f, 0)]`` summed from closed forms per bucket."""
-    f = jnp.asarray(best_f)[..., None]
-    a, b = borders[:-1], borders[1:]
-    lo = jnp.clip(f, a, b)
-    # Uniform on [a, b]: int_lo^b (y - f) dy / w, factored to avoid cancelling squares.
-    e = (b - lo) * (b + lo - 2.0 * f) / (2.0 * (b - a))
-    if full_support:
-        s_l, s_r = _tail_scales(borders)
-        f0 = f[..., 0]
-        # Right tail y = a + s|Z|, t = (f - a)/s. For t <= 0 it is the whole mean minus f; for t > 0
-        # E = 2 s [phi(t) - t Phi(-t)] (normal EI over the positive half-line, doubled).
-        a_r = borders[-2]
-        t = jnp.maximum((f0 - a_r) / s_r, 0.0)
-        e_r = 2.0 * s_r * (_norm_pdf(t) - t * 0.5 * erfc(t / _SQRT2)) + jnp.maximum(a_r - f0, 0.0)
-        # Left tail y = a - s|Z|, u = (a - f)/s > 0: E = int_0^u (a - f - s z) 2 phi(z) dz
-        #   = (a - f) erf(u / sqrt2) - 2 s (phi(0) - phi(u)); expm1 keeps small u accurate.
-        a_l = borders[1]
-        u = jnp.maximum((a_l - f0) / s_l, 0.0)
-        e_l = s_l * u * erf(u / _SQRT2) + 2.0 * s_l * _INV_SQRT_2PI * jnp.expm1(-0.5 * u**2)
-        e_l = jnp.maximum(e_l, 0.0)
-        e = jnp.concatenate([e_l[..., None], e[..., 1:-1], e_r[..., None]], axis=-1)
-    return jnp.sum(jax.nn.softmax(logits, axis=-1) * e, axis=-1)
-
-
-@_jit_max
-def expected_improvement(
-    borders: Array, logits: Array, best_f: Array | float, maximize: bool = True, full_support: bool = True
-) -> Array:
-    """Expected improvement ``E[max(y - f*, 0)]`` (or ``E[max(f* - y, 0)]`` if not maximising).
-
-    ``logits [..., K]``, ``best_f`` broadcastable with ``[...]`` -> ``[...]``. Exact: closed form
-    per uniform bucket plus the half-normal tails.
-    """
-    _check_shapes(borders, logits, full_support)
-    best_f = jnp.asarray(best_f)
-    if maximize:
-        return _ei_max(borders, logits, best_f, full_support)
-    rb, rl = _reflect(borders, logits)  # minimising y is maximising -y
-    return _ei_max(rb, rl, -best_f, full_support)
-
-
-@_jit_max
-def probability_of_improvement(
-    borders: Array, logits: Array, best_f: Array | float, maximize: bool = True, full_support: bool = True
-) -> Array:
-    """``P(y > f*)`` (``maximize``) or ``P(y < f*)``: ``[...]``; equals ``1 - cdf(f*)`` / ``cdf(f*)``."""
-    _check_shapes(borders, logits, full_support)
-    best_f = jnp.asarray(best_f)
-    if maximize:
-        return _sf(borders, logits, best_f, full_support)
-    return _cdf(borders, logits, best_f, full_support)
-
-
 # ----------------------------------------------------------------------------- ensembles
 
 
@@ -496,82 +349,22 @@ def average_distributions(logits_stack: Array, axis: int = 0) -> Array:
     return jax.scipy.special.logsumexp(ls, axis=axis) - jnp.log(n).astype(ls.dtype)
 
 
-# ----------------------------------------------------------------------------- object wrapper
+# The acquisition functions and the object wrapper import this module, so they are re-exported
+# lazily (PEP 562) rather than imported here.
+_LAZY = {
+    "expected_improvement": "pfnjax.distributions.acquisition",
+    "probability_of_improvement": "pfnjax.distributions.acquisition",
+    "ucb": "pfnjax.distributions.acquisition",
+    "BarDistribution": "pfnjax.distributions.bar_distribution",
+}
 
 
-@struct.dataclass
-class BarDistribution:
-    """``borders [K+1]`` and ``logits [..., K]`` as one pytree; methods call the module functions.
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-    ``full_support`` is static (not a leaf). Construction does not validate values (it must work
-    under ``jit``); call :meth:`validate` on host inputs.
-    """
-
-    borders: Array
-    logits: Array
-    full_support: bool = struct.field(pytree_node=False, default=True)
-
-    def validate(self) -> "BarDistribution":
-        validate_logits(self.borders, self.logits, self.full_support)
-        return self
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.logits.shape[:-1])
-
-    @property
-    def num_buckets(self) -> int:
-        return self.borders.shape[0] - 1
-
-    def probs(self) -> Array:
-        return probs(self.borders, self.logits)
-
-    def log_prob(self, y: Array) -> Array:
-        return log_prob(self.borders, self.logits, y, self.full_support)
-
-    def nll(self, y: Array) -> Array:
-        return -self.log_prob(y)
-
-    def pdf(self, y: Array) -> Array:
-        return pdf(self.borders, self.logits, y, self.full_support)
-
-    def cdf(self, y: Array) -> Array:
-        return cdf(self.borders, self.logits, y, self.full_support)
-
-    def icdf(self, q: Array | float | Sequence[float]) -> Array:
-        return icdf(self.borders, self.logits, q, self.full_support)
-
-    quantile = icdf
-
-    def median(self) -> Array:
-        return median(self.borders, self.logits, self.full_support)
-
-    def mean(self) -> Array:
-        return mean(self.borders, self.logits, self.full_support)
-
-    def mode(self) -> Array:
-        return mode(self.borders, self.logits, self.full_support)
-
-    def variance(self) -> Array:
-        return variance(self.borders, self.logits, self.full_support)
-
-    def stddev(self) -> Array:
-        return jnp.sqrt(self.variance())
-
-    def entropy(self) -> Array:
-        return entropy(self.borders, self.logits, self.full_support)
-
-    def sample(self, key: PRNGKey, shape: Sequence[int] = ()) -> Array:
-        return sample(key, self.borders, self.logits, shape, self.full_support)
-
-    def ei(self, best_f: Array | float, maximize: bool = True) -> Array:
-        return expected_improvement(self.borders, self.logits, best_f, maximize, self.full_support)
-
-    def pi(self, best_f: Array | float, maximize: bool = True) -> Array:
-        return probability_of_improvement(self.borders, self.logits, best_f, maximize, self.full_support)
-
-    def ucb(self, beta_quantile: float = PHI_1, maximize: bool = True) -> Array:
-        return ucb(self.borders, self.logits, beta_quantile, maximize, self.full_support)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

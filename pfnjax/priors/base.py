@@ -86,6 +86,19 @@ def all_features(key: PRNGKey, max_features: int) -> Array:
     return jnp.asarray(max_features, jnp.int32)
 
 
+def uniform_feature_count(min_features: int = 1) -> Callable[[PRNGKey, int], Array]:
+    """A ``num_features_sampler``: ``(key, max_features) -> i32`` uniform on ``{min_features..max_features}``."""
+    if not isinstance(min_features, int) or min_features < 1:
+        raise ValueError(f"min_features must be an int >= 1, got {min_features!r}")
+
+    def sampler(key: PRNGKey, max_features: int) -> Array:
+        if min_features > max_features:
+            raise ValueError(f"min_features={min_features} exceeds max_features={max_features}")
+        return jax.random.randint(key, (), min_features, max_features + 1, dtype=jnp.int32)
+
+    return sampler
+
+
 def feature_mask(num_features: Array, max_features: int) -> Array:
     """``bool[F_max]``: True for the used columns ``< num_features``."""
     return jnp.arange(max_features) < num_features

@@ -45,24 +45,17 @@ Everything has static shapes (``[T, F_max]``, ``[H_max]``), so the sampler runs 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
 from pfnjax.priors.base import feature_mask, register_prior
-from pfnjax.priors.gp import sample_inputs
+from pfnjax.priors.common import ACTIVATIONS, sample_inputs
 from pfnjax.types import Array, PRNGKey
 
 Activation = Literal["tanh", "relu", "identity"]
-
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "identity": lambda h: h,
-}
-
 
 class BNNHyper(NamedTuple):
     """One dataset's BNN hyperparameters (scalars; leading batch axes under ``vmap``)."""

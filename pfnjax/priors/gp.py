@@ -34,14 +34,13 @@ import jax
 import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
-from pfnjax.priors.base import feature_mask, register_prior
+from pfnjax.priors.base import register_prior
+from pfnjax.priors.common import X_DISTS, XDist, check_choice, sample_inputs
 from pfnjax.types import Array, BatchShape, PRNGKey
 
 Kernel = Literal["rbf", "matern52"]
-XDist = Literal["uniform", "normal"]
 
 _KERNELS = ("rbf", "matern52")
-_X_DISTS = ("uniform", "normal")
 
 
 class GPHyper(NamedTuple):
@@ -84,25 +83,6 @@ def sample_gp_targets(
     return matmul(chol, jax.random.normal(key, (seq_len,), x.dtype))
 
 
-def sample_inputs(key: PRNGKey, x_dist: XDist, seq_len: int, max_features: int, num_features: Array) -> Array:
-    """``f32[T, F_max]`` inputs, ``U[0, 1]`` (``"uniform"``) or ``N(0, 1)`` (``"normal"``) i.i.d.
-
-    Columns ``>= num_features`` are zero.
-    """
-    if x_dist == "uniform":
-        x = jax.random.uniform(key, (seq_len, max_features))
-    elif x_dist == "normal":
-        x = jax.random.normal(key, (seq_len, max_features))
-    else:
-        raise ValueError(f"unknown x_dist {x_dist!r}; choose one of {_X_DISTS}")
-    return jnp.where(feature_mask(num_features, max_features), x, 0.0)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
-
-
 @register_prior("gp")
 @dataclasses.dataclass(frozen=True)
 class GPPrior:
@@ -121,8 +101,8 @@ class GPPrior:
     task: str = dataclasses.field(default="regression", init=False)
 
     def __post_init__(self) -> None:
-        _check_choice("kernel", self.kernel, _KERNELS)
-        _check_choice("x_dist", self.x_dist, _X_DISTS)
+        check_choice("kernel", self.kernel, _KERNELS)
+        check_choice("x_dist", self.x_dist, X_DISTS)
 
     def hyper(self) -> GPHyper:
         return GPHyper(self.lengthscale, self.outputscale, self.noise)
@@ -206,8 +186,8 @@ class GPHyperPrior:
     task: str = dataclasses.field(default="regression", init=False)
 
     def __post_init__(self) -> None:
-        _check_choice("kernel", self.kernel, _KERNELS)
-        _check_choice("x_dist", self.x_dist, _X_DISTS)
+        check_choice("kernel", self.kernel, _KERNELS)
+        check_choice("x_dist", self.x_dist, X_DISTS)
         for name in (
             "lengthscale_concentration",
             "lengthscale_rate",

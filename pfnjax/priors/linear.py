@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
 from pfnjax.priors.base import register_prior
-from pfnjax.priors.gp import sample_inputs
+from pfnjax.priors.common import sample_inputs
 from pfnjax.types import Array, PRNGKey
 
 XDist = Literal["uniform", "normal"]
@@ -69,7 +69,7 @@ class LinearPrior:
     def sample_dataset(
         self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
     ) -> tuple[Array, Array]:
-        """``k_x, k_y = split(key)``; ``x`` from :func:`~pfnjax.priors.gp.sample_inputs`, ``y`` from
+        """``k_x, k_y = split(key)``; ``x`` from :func:`~pfnjax.priors.common.sample_inputs`, ``y`` from
         :func:`sample_linear_targets`. Unused columns of ``x`` are zero, so their weights do nothing."""
         del single_eval_pos
         k_x, k_y = jax.random.split(key)

@@ -8,7 +8,7 @@ r"""Prior mixtures, feature-count samplers, and the TabPFN v1 prior bag.
   features, missing values, outlier clipping, z-scoring, and the same class discretisation).
 * ``tabpfn_v1_mix`` (registered): TabPFN v1's prior bag, the SCM prior with probability ``scm_weight``
   (default 0.9; TabPFN used 0.73 to 1) and the GP-classification prior otherwise.
-* :func:`uniform_feature_count`: a ``num_features_sampler`` for :func:`pfnjax.priors.base.sample_batch`.
+* :func:`pfnjax.priors.base.uniform_feature_count` (re-exported here): a ``num_features_sampler`` for :func:`pfnjax.priors.base.sample_batch`.
 
 Rescaling x by the used-feature fraction (TabPFN: ``x * F_max / F_used``) is **not** done by the priors:
 the model's x encoder does it (``ModelConfig.feature_scaling``), so the priors return z-scored used
@@ -18,19 +18,21 @@ columns and zero unused columns.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from pfnjax.priors.base import (  # noqa: F401  (split samplers re-exported for convenience)
+from pfnjax.priors.base import (  # noqa: F401  (split and feature-count samplers re-exported for convenience)
     Prior,
     paper_split,
     register_prior_factory,
+    uniform_feature_count,
     uniform_split,
 )
 from pfnjax.priors.gp import GPPrior
-from pfnjax.priors.scm import SCMPrior, TabularClassificationConfig, postprocess_classification
+from pfnjax.priors.scm import SCMPrior
+from pfnjax.priors.tabular import TabularClassificationConfig, postprocess_classification
 from pfnjax.types import Array, PRNGKey
 
 __all__ = [
@@ -41,22 +43,6 @@ __all__ = [
     "uniform_feature_count",
     "uniform_split",
 ]
-
-
-# --------------------------------------------------------------------------- feature counts
-
-
-def uniform_feature_count(min_features: int = 1) -> Callable[[PRNGKey, int], Array]:
-    """A ``num_features_sampler``: ``(key, max_features) -> i32`` uniform on ``{min_features..max_features}``."""
-    if not isinstance(min_features, int) or min_features < 1:
-        raise ValueError(f"min_features must be an int >= 1, got {min_features!r}")
-
-    def sampler(key: PRNGKey, max_features: int) -> Array:
-        if min_features > max_features:
-            raise ValueError(f"min_features={min_features} exceeds max_features={max_features}")
-        return jax.random.randint(key, (), min_features, max_features + 1, dtype=jnp.int32)
-
-    return sampler
 
 
 # --------------------------------------------------------------------------- mixtures

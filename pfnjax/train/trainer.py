@@ -60,14 +60,10 @@ def build_prior(cfg: TrainConfig) -> Prior:
 
 
 def feature_count_sampler(cfg: TrainConfig) -> Callable[[PRNGKey, int], Array]:
+    """Each dataset's used-feature count: all of them, or uniform on ``min_features..num_features``."""
     if cfg.min_features is None:
         return prior_base.all_features
-    low = cfg.min_features
-
-    def sampler(key: PRNGKey, max_features: int) -> Array:
-        return jax.random.randint(key, (), low, max_features + 1, dtype=jnp.int32)
-
-    return sampler
+    return prior_base.uniform_feature_count(cfg.min_features)
 
 
 def batch_shape(cfg: TrainConfig) -> BatchShape:
