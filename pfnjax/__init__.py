@@ -13,6 +13,7 @@ Function-level API::
 
 from pfnjax import numerics
 from pfnjax.distributions.bar import BarDistribution
+from pfnjax.distributions.categorical import CategoricalDistribution
 from pfnjax.model import ModelConfig, PFNTransformer
 from pfnjax.predict import PFN, ClassProbabilities, load
 from pfnjax.priors import get_prior, make_batch_sampler, prior_names, sample_batch
@@ -25,6 +26,7 @@ __all__ = [
     "Batch",
     "BarDistribution",
     "BatchShape",
+    "CategoricalDistribution",
     "CheckpointError",
     "ClassProbabilities",
     "ModelConfig",

@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx, struct
 
 from pfnjax.distributions import bar
+from pfnjax.distributions.categorical import CategoricalDistribution
 from pfnjax.model import ModelConfig, PFNTransformer
 from pfnjax.train import checkpoint as ckpt
 from pfnjax.train.config import TrainConfig
@@ -35,23 +36,8 @@ from pfnjax.types import Array
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
-@dataclasses.dataclass(frozen=True)
-class ClassProbabilities:
-    """Predictive class distribution: ``probs f32[..., M, C]`` over the context's classes."""
-
-    logits: Array
-
-    @property
-    def probs(self) -> Array:
-        return jax.nn.softmax(self.logits, axis=-1)
-
-    def predict(self) -> Array:
-        """Most probable class per query."""
-        return jnp.argmax(self.logits, axis=-1)
-
-    def log_prob(self, y: Array) -> Array:
-        logp = jax.nn.log_softmax(self.logits, axis=-1)
-        return jnp.take_along_axis(logp, jnp.asarray(y, jnp.int32)[..., None], axis=-1)[..., 0]
+# The former name of the classification output, kept so existing code keeps working.
+ClassProbabilities = CategoricalDistribution
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -282,7 +268,8 @@ class PFN:
             chunk_size: queries per chunk against the cached context.
         Returns:
             A :class:`pfnjax.distributions.bar.BarDistribution` (regression) with ``mean()``,
-            ``quantile(q)``, ``expected_improvement(best)``..., or :class:`ClassProbabilities`.
+            ``quantile(q)``, ``expected_improvement(best)``..., or a
+            :class:`pfnjax.distributions.categorical.CategoricalDistribution` (classification).
         """
         logits = self.logits(x_ctx, y_ctx, x_qry, chunk_size=chunk_size)
         n_cls = None if self.task == "regression" else (
@@ -302,7 +289,7 @@ class PFN:
             return bar.BarDistribution(borders=self.borders, logits=logits)
         if not 1 <= n_cls <= self.max_classes:
             raise ValueError(f"num_classes={n_cls} is outside [1, {self.max_classes}] supported by this model")
-        return ClassProbabilities(logits[..., :n_cls])
+        return CategoricalDistribution(logits[..., :n_cls])
 
     # ------------------------------------------------------------------ validation
     def _validate(self, x_ctx, y_ctx, x_qry) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:

@@ -215,3 +215,23 @@ def test_query_logits_are_pure_and_differentiable_in_the_queries():
         np.testing.assert_allclose(batched[k], pfn.query_logits(cache, sets[k]), atol=2e-5)
     with pytest.raises(ValueError, match="F=3"):
         pfn.query_logits(cache, x[:, :2])
+
+
+def test_categorical_distribution_matches_scipy_and_is_a_pytree():
+    from scipy import stats
+
+    from pfnjax.distributions.categorical import CategoricalDistribution
+
+    logits = jax.random.normal(jax.random.key(3), (4, 5))
+    dist = CategoricalDistribution(logits)
+    p = np.exp(np.asarray(logits, np.float64))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(dist.probs, p, rtol=1e-5)
+    np.testing.assert_allclose(dist.entropy(), stats.entropy(p, axis=-1), rtol=1e-5)
+    y = np.array([0, 4, 2, 1])
+    np.testing.assert_allclose(dist.log_prob(y), np.log(p[np.arange(4), y]), rtol=1e-5)
+    np.testing.assert_array_equal(dist.predict(), p.argmax(-1))
+    # a pytree: it goes in and out of jit, and the old name still works
+    out = jax.jit(lambda d: CategoricalDistribution(d.logits * 2.0))(dist)
+    np.testing.assert_allclose(out.logits, 2 * np.asarray(logits), rtol=1e-6)
+    assert pfnjax.ClassProbabilities is CategoricalDistribution and dist.num_classes == 5
