@@ -38,6 +38,13 @@ def device_description() -> str:
     return f"CPU: {model}, {os.cpu_count()} cores visible"
 
 
+def report(body: str, path: str | None, title: str, wall_s: float | None = None) -> None:
+    """Print ``body`` and, if ``path`` is given, write it there with :func:`write_markdown`'s header."""
+    print(body)
+    if path:
+        write_markdown(path, title, body, wall_s)
+
+
 def write_markdown(path: str, title: str, body: str, wall_s: float | None = None) -> None:
     """``# title (date)``, then the device, jax version, wall time and the command line, then ``body``."""
     wall = f"; total wall {wall_s:.0f} s" if wall_s is not None else ""

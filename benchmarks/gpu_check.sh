@@ -47,9 +47,9 @@ if [ "$PLATFORM" = cpu ]; then
 fi
 echo "gpu_check: device $DEVICE ($PLATFORM), results in $RESULTS/*_$DEVICE.md"
 
-header() {  # header TITLE COMMAND
+header() {  # header TITLE COMMAND (the device line as benchmarks/_results.py writes it)
   printf '# %s (%s)\n\n- device: %s\n- command: `%s`\n\n' "$1" "$(date -u +%Y-%m-%d)" \
-    "$("$PY" -c "import jax; d=jax.devices()[0]; print(f'{jax.device_count()} x {d.device_kind} ({d.platform}); jax {jax.__version__}')")" "$2"
+    "$("$PY" -c "import sys, jax; sys.path.insert(0, 'benchmarks'); from _results import device_description; print(f'{device_description()}; jax {jax.__version__}')")" "$2"
 }
 
 stage_tests() {

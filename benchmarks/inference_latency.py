@@ -29,7 +29,7 @@ from pfnjax.model import ModelConfig
 from pfnjax.predict import PFN
 from pfnjax.priors import gp
 
-from _results import median_seconds, write_markdown  # a sibling: a script's own folder is on sys.path
+from _results import median_seconds, report  # a sibling: a script's own folder is on sys.path
 
 
 def run(n_ctx: int = 1000, n_qry: int = 1000, num_features: int = 5, d_model: int = 512, num_layers: int = 6,
@@ -101,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args.n_ctx, args.n_qry, args.num_features, args.d_model, args.num_layers, args.num_heads,
               chunk_size=args.chunk_size, repeats=args.repeats)
     table = markdown(res)
-    print(table)
-    if args.markdown:
-        write_markdown(args.markdown, "Inference latency", table)
+    report(table, args.markdown, "Inference latency")
     return 0
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pfnjax
 from pfnjax.evaluate import ci95, evaluate_classification, held_out_datasets, run_held_out_source
 
-from _results import write_markdown  # a sibling: a script's own folder is on sys.path
+from _results import report  # a sibling: a script's own folder is on sys.path
 
 CONTEXT_SIZES = (5, 20, 50, 100, 190, 300, 500, 1000)
 
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(markdown(name, pfn, evaluate(pfn, sizes, args.num_datasets, args.num_queries)))
     text = (f"{args.num_datasets} held-out prior datasets per model, {args.num_queries} queries each, "
             "1..F_max used features as in training.\n\n" + "\n\n".join(tables))
-    print(text)
-    if args.markdown:
-        write_markdown(args.markdown, "Pretrained models on held-out prior data", text, time.perf_counter() - t0)
+    report(text, args.markdown, "Pretrained models on held-out prior data", time.perf_counter() - t0)
     return 0
 
 

@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pfnjax.sklearn import PFNClassifier, PFNRegressor
 
-from _results import write_markdown  # a sibling: a script's own folder is on sys.path
+from _results import report  # a sibling: a script's own folder is on sys.path
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = run(args.datasets, args.splits)
     table = markdown(results, args.splits)
-    print(table)
-    if args.markdown:
-        write_markdown(args.markdown, "scikit-learn estimators on real data", table, time.perf_counter() - t0)
+    report(table, args.markdown, "scikit-learn estimators on real data", time.perf_counter() - t0)
     return 0
 
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pfnjax.model import context_attention, resolve_attention_impl
+from pfnjax.model import ATTENTION_IMPLS, context_attention, resolve_attention_impl
 from pfnjax.priors.base import sample_datasets
 from pfnjax.train import preset_config
 from pfnjax.train.trainer import (
@@ -46,7 +46,7 @@ from pfnjax.train.trainer import (
     stream_key,
 )
 
-from _results import median_seconds, write_markdown  # a sibling: a script's own folder is on sys.path
+from _results import median_seconds, report  # a sibling: a script's own folder is on sys.path
 
 
 def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | None = None,
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["gp-1000"])
     parser.add_argument("--bf16", action="store_true", help="bfloat16 activations")
-    parser.add_argument("--attention", choices=["auto", "xla", "cudnn"], help="override the attention implementation")
+    parser.add_argument("--attention", choices=ATTENTION_IMPLS, help="override the attention implementation")
     parser.add_argument("--batch-size", type=int, help="override the presets' global batch size")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--trace", help="also write a jax.profiler trace of 5 full steps to this directory")
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"batch_size": args.batch_size} if args.batch_size else {}
         results.append(profile(preset, args.bf16, args.repeats, args.attention, args.trace, **overrides))
     text = markdown(results)
-    print(text)
-    if args.markdown:
-        write_markdown(args.markdown, "Train step profile", text)
+    report(text, args.markdown, "Train step profile")
     return 0
 
 

@@ -26,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from pfnjax.model import resolve_attention_impl
+from pfnjax.model import ATTENTION_IMPLS, resolve_attention_impl
 from pfnjax.train import preset_config
 from pfnjax.train.config import TrainConfig
 from pfnjax.train.trainer import build_prior, init_state, make_mesh, make_train_step
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
     parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 compute")
     parser.add_argument("--batch-size", type=int, help="override the presets' global batch size")
-    parser.add_argument("--attention", choices=["auto", "xla", "cudnn"], help="attention implementation (default auto)")
+    parser.add_argument("--attention", choices=ATTENTION_IMPLS, help="attention implementation (default auto)")
     parser.add_argument("--reference-json", help="reference datasets/s per preset measured in this session")
     parser.add_argument("--markdown", help="write the table to this markdown file")
     args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ import numpy as np
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from pfnjax.model import ATTENTION_IMPLS
     from pfnjax.priors import prior_names
     from pfnjax.train.config import PRESETS
 
@@ -28,7 +29,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--split", choices=["uniform", "paper", "loguniform"])
     p.add_argument("--bf16", action="store_true", help="bfloat16 activations (params stay float32)")
-    p.add_argument("--attention", choices=["auto", "xla", "cudnn"],
+    p.add_argument("--attention", choices=ATTENTION_IMPLS,
                    help="attention implementation (default auto: cuDNN flash attention on NVIDIA GPUs "
                         "with --bf16, XLA elsewhere); saved with the run and used by pfnjax.load")
     p.add_argument("--checkpoint-every", type=int)

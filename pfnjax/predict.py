@@ -8,9 +8,11 @@ key-length mask, so a new context size rarely triggers a recompile.
 To reuse one context for several query sets (Bayesian optimisation, the scikit-learn estimators),
 call :meth:`PFN.encode` once and :meth:`PFN.logits_from_cache` per query set. For gradients with
 respect to the query points (maximising an acquisition function), :func:`query_logits` and
-:meth:`PFN.query_logits` are the pure ``jnp`` path: they work under ``jit``, ``grad`` and ``vmap``. The jitted encode and
-decode functions are module-level with the graph definition as a static argument, so copies of a
-``PFN`` (``copy.deepcopy``, ``sklearn.clone``, unpickling) share compiled programs.
+:meth:`PFN.query_logits` are the pure ``jnp`` path: they work under ``jit``, ``grad`` and ``vmap``.
+
+The jitted encode and decode functions are module-level with the graph definition as a static
+argument, so copies of a ``PFN`` (``copy.deepcopy``, ``sklearn.clone``, unpickling) share compiled
+programs.
 """
 
 from __future__ import annotations

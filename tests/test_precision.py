@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tf32_emulation
+from flax import nnx
 from tf32_emulation import emulate_tf32
 
 import pfnjax
@@ -60,16 +61,10 @@ def test_guard_finds_default_precision_dots_in_nested_jaxprs():
 def test_the_transformer_keeps_fast_default_precision_matmuls():
     # The guard is for the sensitive code only: the model's own matmuls must stay TF32/bf16-fast.
     cfg = ModelConfig(max_features=3, num_outputs=7, d_model=16, num_layers=1, num_heads=2)
-    model = PFNTransformer(cfg, nnx_rngs())
+    model = PFNTransformer(cfg, nnx.Rngs(0))
     batch = sample_batch(get_prior("gp"), jax.random.key(0), SHAPE)
     found = low_precision_dots(lambda: model(batch.x, batch.y, batch.single_eval_pos, batch.num_features))
     assert len(found) >= 4
-
-
-def nnx_rngs():
-    from flax import nnx
-
-    return nnx.Rngs(0)
 
 
 # --------------------------------------------------------------------------- every sensitive path

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
 from pfnjax.priors.base import feature_mask, register_prior
-from pfnjax.priors.common import ACTIVATIONS, sample_inputs
+from pfnjax.priors.common import ACTIVATIONS, X_DISTS, XDist, check_choice, sample_inputs
 from pfnjax.types import Array, PRNGKey
 
 Activation = Literal["tanh", "relu", "identity"]
@@ -94,7 +94,7 @@ class BNNPrior:
     noise_std_scale: float = 0.053
     dropout_range: tuple[float, float] = (0.0, 0.9)
     hidden_noise: bool = True
-    x_dist: Literal["uniform", "normal"] = "normal"
+    x_dist: XDist = "normal"
     std_floor: float = 1e-6
     task: str = dataclasses.field(default="regression", init=False)
 
@@ -120,8 +120,7 @@ class BNNPrior:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"BNNPrior.{name} must be > 0, got {getattr(self, name)!r}")
-        if self.x_dist not in ("uniform", "normal"):
-            raise ValueError(f"unknown x_dist {self.x_dist!r}; choose 'uniform' or 'normal'")
+        check_choice("x_dist", self.x_dist, X_DISTS)
 
     @property
     def max_hidden(self) -> int:

@@ -26,17 +26,15 @@ augmented, prior-whitened features :math:`\phi(x) = (\sigma_w x, \sigma_b)`, who
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
 from pfnjax.priors.base import register_prior
-from pfnjax.priors.common import sample_inputs
+from pfnjax.priors.common import X_DISTS, XDist, check_choice, sample_inputs
 from pfnjax.types import Array, PRNGKey
 
-XDist = Literal["uniform", "normal"]
 
 
 @register_prior("linear")
@@ -57,8 +55,7 @@ class LinearPrior:
     task: str = dataclasses.field(default="regression", init=False)
 
     def __post_init__(self) -> None:
-        if self.x_dist not in ("uniform", "normal"):
-            raise ValueError(f"unknown x_dist {self.x_dist!r}; choose 'uniform' or 'normal'")
+        check_choice("x_dist", self.x_dist, X_DISTS)
         if not self.noise_std > 0:
             raise ValueError(f"LinearPrior.noise_std must be > 0, got {self.noise_std!r}")
         if self.weight_std < 0 or self.bias_std < 0:

@@ -7,6 +7,7 @@ import json
 from typing import Any, Literal
 
 from pfnjax.model import ATTENTION_IMPLS, ModelConfig
+from pfnjax.model.transformer import AttentionImpl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,7 @@ class TrainConfig:
     feature_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     # "auto": cuDNN flash attention on NVIDIA GPUs where it supports the shapes (bf16), XLA elsewhere
-    attention_impl: Literal["auto", "xla", "cudnn"] = "auto"
+    attention_impl: AttentionImpl = "auto"
     # bookkeeping
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
