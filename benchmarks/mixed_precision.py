@@ -18,9 +18,10 @@ import time
 import jax
 import numpy as np
 
-from pfnjax.evaluate import evaluate_against_oracle, run_held_out_source
+from pfnjax.evaluate import evaluate_against_oracle, held_out_source
 from pfnjax.predict import PFN
-from pfnjax.train import preset_config, train
+from pfnjax.presets import preset_config
+from pfnjax.training import train
 
 
 def run(dtype: str, steps: int, preset: str) -> dict:
@@ -28,8 +29,9 @@ def run(dtype: str, steps: int, preset: str) -> dict:
     t0 = time.perf_counter()
     result = train(cfg, None, progress=False)
     wall = time.perf_counter() - t0
-    prior, key, num_features_sampler = run_held_out_source(cfg)
-    rows = evaluate_against_oracle(PFN.from_train_result(result), prior, key, num_datasets=100,
+    pfn = PFN.from_train_result(result)
+    prior, key, num_features_sampler = held_out_source(pfn)
+    rows = evaluate_against_oracle(pfn, prior, key, num_datasets=100,
                                    num_features_sampler=num_features_sampler)
     return {
         "dtype": dtype,

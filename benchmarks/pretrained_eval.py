@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pfnjax
-from pfnjax.evaluate import ci95, evaluate_classification, held_out_datasets, run_held_out_source
+from pfnjax.evaluate import ci95, evaluate_classification, held_out_datasets, held_out_source
 
 from _results import report  # a sibling: a script's own folder is on sys.path
 
@@ -31,7 +31,7 @@ CONTEXT_SIZES = (5, 20, 50, 100, 190, 300, 500, 1000)
 
 
 def eval_regression(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int) -> list[dict]:
-    prior, key, num_features_sampler = run_held_out_source(pfn.train_config)
+    prior, key, num_features_sampler = held_out_source(pfn)
     data = held_out_datasets(pfn, prior, key, sizes, num_datasets, num_queries,
                              num_features_sampler=num_features_sampler)
     rows = []
@@ -52,16 +52,16 @@ def eval_regression(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int)
 
 
 def eval_classification(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int) -> list[dict]:
-    prior, key, num_features_sampler = run_held_out_source(pfn.train_config)
+    prior, key, num_features_sampler = held_out_source(pfn)
     rows = evaluate_classification(pfn, prior, key, context_sizes=sizes, num_datasets=num_datasets,
                                    num_queries=num_queries, num_features_sampler=num_features_sampler)
-    return [{"context": r.context_size, "nll": r.pfn_nll, "accuracy": r.pfn_accuracy, "baseline_nll": r.baseline_nll,
+    return [{"context": r.context_size, "nll": r.pfn_nll, "accuracy": r.accuracy, "baseline_nll": r.baseline_nll,
              "baseline_accuracy": r.baseline_accuracy} for r in rows]
 
 
 def markdown(name: str, pfn: pfnjax.PFN, rows: list[dict]) -> str:
     cfg = pfn.train_config
-    head = f"### `{name}` (prior `{cfg.prior}`, trained on sequences of {cfg.seq_len} rows)\n\n"
+    head = f"### `{name}` (prior `{cfg.prior.name}`, trained on sequences of {cfg.data.seq_len} rows)\n\n"
     if pfn.task == "regression":
         lines = ["| context | PFN NLL (95% CI) | Gaussian(context mean, var) NLL | median R² |", "|---:|---:|---:|---:|"]
         lines += [f"| {r['context']} | {r['nll']:.3f} ± {r['nll_ci']:.3f} | {r['baseline_nll']:.3f} | "

@@ -31,19 +31,18 @@ import jax.numpy as jnp
 import optax
 
 from pfnjax.model import ATTENTION_IMPLS, context_attention, resolve_attention_impl
+from pfnjax.presets import preset_config
 from pfnjax.priors.base import sample_datasets
-from pfnjax.train import preset_config
-from pfnjax.train.trainer import (
+from pfnjax.priors.from_config import build_prior, feature_count_sampler
+from pfnjax.runs import STREAM_TRAIN, stream_key
+from pfnjax.training import (
     apply_model,
     batch_shape,
-    build_prior,
-    feature_count_sampler,
     init_state,
     make_mesh,
     make_optimizer,
     make_train_step,
     pfn_loss,
-    stream_key,
 )
 
 from _results import median_seconds, report  # a sibling: a script's own folder is on sys.path
@@ -54,27 +53,26 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
     """Seconds per component (see the module docstring) for one preset on the default devices."""
     cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", border_samples=20_000,
                         attention_impl=attention_impl, **overrides)
-    prior = build_prior(cfg)
-    graphdef, state, model_cfg = init_state(cfg, prior)
+    prior = build_prior(cfg.prior)
+    graphdef, state, model_cfg, head = init_state(cfg, prior)
     mesh = make_mesh()
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     state = jax.device_put(state, replicated)
     shape = batch_shape(cfg)
-    n_features = feature_count_sampler(cfg)
-    keys = jax.random.split(stream_key(cfg.seed, 0), cfg.batch_size)
+    n_features = feature_count_sampler(cfg.data)
+    keys = jax.random.split(stream_key(cfg.seed, STREAM_TRAIN), cfg.data.batch_size)
 
-    sample = jax.jit(lambda k: sample_datasets(prior, k, shape, split=cfg.split, num_features_sampler=n_features))
+    sample = jax.jit(lambda k: sample_datasets(prior, k, shape, split=cfg.data.split, num_features_sampler=n_features))
     batch = sample(keys)
-    task = model_cfg.task
 
-    def loss_fn(params, batch, borders):
-        return pfn_loss(apply_model(graphdef, params, batch), batch, borders, task)
+    def loss_fn(params, batch, head):
+        return pfn_loss(apply_model(graphdef, params, batch), batch, head)
 
     forward = jax.jit(loss_fn)
     forward_backward = jax.jit(jax.value_and_grad(loss_fn))
 
     # attention alone: every layer's q/k/v at the step's shapes and dtype
-    b, t, d, h = cfg.batch_size, cfg.seq_len, cfg.d_model, cfg.num_heads
+    b, t, d, h = cfg.data.batch_size, cfg.data.seq_len, cfg.model.d_model, cfg.model.num_heads
     dtype = model_cfg.dtype
     qkv = jax.random.normal(jax.random.key(1), (3, b, t, h, d // h), dtype)
     impl = resolve_attention_impl(model_cfg.attention_impl, qkv[0], qkv[1])
@@ -86,12 +84,12 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
     attention_grad = jax.jit(jax.grad(attention_loss, argnums=(0, 1, 2)))
 
     def all_layers_attention():
-        return [attention_grad(*qkv) for _ in range(cfg.num_layers)]
+        return [attention_grad(*qkv) for _ in range(cfg.model.num_layers)]
 
     logits = jax.random.normal(jax.random.key(2), (b, t, model_cfg.num_outputs), jnp.float32)
-    head_grad = jax.jit(jax.grad(lambda lg: pfn_loss(lg, batch, state.borders, task)))
+    head_grad = jax.jit(jax.grad(lambda lg: pfn_loss(lg, batch, head)))
 
-    tx = make_optimizer(cfg)
+    tx = make_optimizer(cfg.optim)
     grads = jax.tree.map(jnp.ones_like, state.params)
 
     @jax.jit
@@ -99,7 +97,7 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    step = make_train_step(cfg, prior, graphdef, mesh, task)
+    step = make_train_step(cfg, prior, graphdef, mesh, head)
     step_state = [state]
 
     def full_step():
@@ -108,8 +106,8 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
 
     res = {
         "sample": median_seconds(lambda: sample(keys), repeats),
-        "forward": median_seconds(lambda: forward(state.params, batch, state.borders), repeats),
-        "forward_backward": median_seconds(lambda: forward_backward(state.params, batch, state.borders), repeats),
+        "forward": median_seconds(lambda: forward(state.params, batch, head), repeats),
+        "forward_backward": median_seconds(lambda: forward_backward(state.params, batch, head), repeats),
         "attention": median_seconds(all_layers_attention, repeats),
         "loss_head": median_seconds(lambda: head_grad(logits), repeats),
         "optimizer": median_seconds(lambda: optimizer_update(state.params, state.opt_state), repeats),
@@ -122,7 +120,7 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
             for _ in range(5):
                 jax.block_until_ready(full_step())
     res["rest"] = max(res["forward_backward"] - res["attention"] - res["loss_head"], 0.0)
-    res.update(preset=preset, dtype=cfg.compute_dtype, batch=cfg.batch_size, seq_len=cfg.seq_len,
+    res.update(preset=preset, dtype=cfg.model.compute_dtype, batch=cfg.data.batch_size, seq_len=cfg.data.seq_len,
                attention_impl=impl, devices=mesh.devices.size, repeats=repeats)
     return res
 

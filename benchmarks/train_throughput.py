@@ -27,9 +27,10 @@ import jax
 import numpy as np
 
 from pfnjax.model import ATTENTION_IMPLS, resolve_attention_impl
-from pfnjax.train import preset_config
-from pfnjax.train.config import TrainConfig
-from pfnjax.train.trainer import build_prior, init_state, make_mesh, make_train_step
+from pfnjax.config import TrainConfig
+from pfnjax.presets import preset_config
+from pfnjax.priors.from_config import build_prior
+from pfnjax.training import init_state, make_mesh, make_train_step
 
 # Dense peak TFLOP/s per device (bf16 / f32 matmul), from the vendors' data sheets.
 PEAK_TFLOPS = {
@@ -47,11 +48,12 @@ REFERENCE_H100 = {"gp-200": 928.0, "gp-1000": 40.1}
 
 def model_flops_per_dataset(cfg: TrainConfig, num_outputs: int) -> float:
     """Training FLOPs (forward + backward = 3 x forward) of the transformer for one dataset."""
-    t, d, ff = cfg.seq_len, cfg.d_model, cfg.d_ff or 2 * cfg.d_model
+    arch = cfg.model
+    t, d, ff = cfg.data.seq_len, arch.d_model, arch.d_ff or 2 * arch.d_model
     per_layer = 2 * t * d * 3 * d + 2 * 2 * t * t * d + 2 * t * d * d + 2 * 2 * t * d * ff
-    encoders = 2 * t * (cfg.num_features + 1) * d
+    encoders = 2 * t * (cfg.data.num_features + 1) * d
     head = 2 * t * (d * ff + ff * num_outputs)
-    return 3.0 * (cfg.num_layers * per_layer + encoders + head)
+    return 3.0 * (arch.num_layers * per_layer + encoders + head)
 
 
 def peak_for(device: jax.Device, dtype: str) -> float | None:
@@ -66,11 +68,11 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attenti
             reference: dict[str, float] | None = None) -> dict:
     cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", batch_size=batch_size,
                         border_samples=20_000, attention_impl=attention_impl)
-    prior = build_prior(cfg)
-    graphdef, state, model_cfg = init_state(cfg, prior)
+    prior = build_prior(cfg.prior)
+    graphdef, state, model_cfg, head = init_state(cfg, prior)
     mesh = make_mesh()
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    step = make_train_step(cfg, prior, graphdef, mesh, model_cfg.task)
+    step = make_train_step(cfg, prior, graphdef, mesh, head)
     t0 = time.perf_counter()
     compiled = step.lower(state).compile()
     compile_s = time.perf_counter() - t0
@@ -87,19 +89,21 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attenti
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
-    # the attention operands as the jitted step sees them (global micro-batch), to name what "auto" ran
-    q_like = jax.ShapeDtypeStruct((cfg.batch_size // cfg.accum_steps, cfg.seq_len, cfg.num_heads,
-                                   cfg.d_model // cfg.num_heads), model_cfg.dtype)
-    datasets = cfg.batch_size * cfg.accum_steps
+    # the attention operands as the jitted step sees them, to name what "auto" ran: a global
+    # micro-batch is batch_size datasets (the step scans accum_steps of them)
+    data, arch = cfg.data, cfg.model
+    q_like = jax.ShapeDtypeStruct((data.batch_size, data.seq_len, arch.num_heads,
+                                   arch.d_model // arch.num_heads), model_cfg.dtype)
+    datasets = data.batch_size * data.accum_steps
     flops = model_flops_per_dataset(cfg, model_cfg.num_outputs) * datasets
     tflops = flops / step_s / 1e12
-    peak = peak_for(jax.devices()[0], cfg.compute_dtype)
+    peak = peak_for(jax.devices()[0], arch.compute_dtype)
     n_dev = jax.device_count()
     return {
         "preset": preset,
-        "dtype": cfg.compute_dtype,
+        "dtype": arch.compute_dtype,
         "batch": datasets,
-        "T": cfg.seq_len,
+        "T": data.seq_len,
         "devices": n_dev,
         "step_ms": 1e3 * step_s,
         "datasets_per_s": datasets / step_s,
@@ -108,7 +112,7 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attenti
         "mfu": tflops / (peak * n_dev) if peak else None,
         "compile_s": compile_s,
         "reference": (REFERENCE_H100 if reference is None else reference).get(preset),
-        "attention": resolve_attention_impl(cfg.attention_impl, q_like, q_like),
+        "attention": resolve_attention_impl(arch.attention_impl, q_like, q_like),
     }
 
 

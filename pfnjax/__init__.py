@@ -9,36 +9,56 @@ Function-level API::
     pfn = pfnjax.PFN.from_train_result(result)          # or pfnjax.load("runs/gp-tiny")
     dist = pfn.predict(x_ctx, y_ctx, x_qry)             # a BarDistribution
     dist.mean(), dist.quantile(jax.numpy.array([0.05, 0.95]))
+
+``pfnjax.train`` is the training function; the training package is :mod:`pfnjax.training`.
+The names below are imported on first use, so ``import pfnjax.predict`` loads neither the
+training code nor the priors.
 """
 
-from pfnjax import numerics
-from pfnjax.distributions.bar import BarDistribution
-from pfnjax.distributions.categorical import CategoricalDistribution
-from pfnjax.model import ModelConfig, PFNTransformer
-from pfnjax.predict import PFN, ClassProbabilities, load
-from pfnjax.priors import get_prior, make_batch_sampler, prior_names, sample_batch
-from pfnjax.train import CheckpointError, TrainConfig, preset_config, train
-from pfnjax.types import Batch, BatchShape
+import importlib
+from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = [
-    "Batch",
-    "BarDistribution",
-    "BatchShape",
-    "CategoricalDistribution",
-    "CheckpointError",
-    "ClassProbabilities",
-    "ModelConfig",
-    "PFN",
-    "PFNTransformer",
-    "TrainConfig",
-    "get_prior",
-    "load",
-    "make_batch_sampler",
-    "numerics",
-    "preset_config",
-    "prior_names",
-    "sample_batch",
-    "train",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "numerics": "pfnjax",
+    "CheckpointError": "pfnjax.checkpoint",
+    "TrainConfig": "pfnjax.config",
+    "BarDistribution": "pfnjax.distributions.bar_distribution",
+    "CategoricalDistribution": "pfnjax.distributions.categorical",
+    "BarHead": "pfnjax.heads",
+    "ClassHead": "pfnjax.heads",
+    "Head": "pfnjax.heads",
+    "ModelConfig": "pfnjax.model",
+    "PFNTransformer": "pfnjax.model",
+    "PFN": "pfnjax.predict",
+    "ClassProbabilities": "pfnjax.predict",
+    "load": "pfnjax.predict",
+    "PRESETS": "pfnjax.presets",
+    "preset_config": "pfnjax.presets",
+    "get_prior": "pfnjax.priors",
+    "make_batch_sampler": "pfnjax.priors",
+    "prior_names": "pfnjax.priors",
+    "sample_batch": "pfnjax.priors",
+    "train": "pfnjax.training",
+    "Batch": "pfnjax.types",
+    "BatchShape": "pfnjax.types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pfnjax' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    value = importlib.import_module(f"pfnjax.{name}" if module == "pfnjax" else module)
+    if module != "pfnjax":
+        value = getattr(value, name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

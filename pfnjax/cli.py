@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -11,29 +10,17 @@ import numpy as np
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from pfnjax.model import ATTENTION_IMPLS
-    from pfnjax.priors import prior_names
-    from pfnjax.train.config import PRESETS
+    from pfnjax.config import add_config_flags
+    from pfnjax.presets import PRESETS
 
-    p = sub.add_parser("train", help="train a PFN on a prior (resumes if --out has checkpoints)")
-    p.add_argument("--prior", default="gp", choices=prior_names(), help="prior to train on")
+    p = sub.add_parser("train", help="train a PFN on a prior (resumes if --out has checkpoints)",
+                       description="Every TrainConfig field is a flag: --FIELD or --SECTION.FIELD "
+                                   "(e.g. --lr or --optim.lr); unset ones keep the preset's value.")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="model/data/schedule preset (default: tiny, or tiny-cls for classification priors)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, config.json, metrics.jsonl)")
-    p.add_argument("--steps", type=int, help="override the preset's number of steps")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--accum-steps", type=int, help="gradient accumulation micro-batches per step")
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--num-features", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--split", choices=["uniform", "paper", "loguniform"])
-    p.add_argument("--bf16", action="store_true", help="bfloat16 activations (params stay float32)")
-    p.add_argument("--attention", choices=ATTENTION_IMPLS,
-                   help="attention implementation (default auto: cuDNN flash attention on NVIDIA GPUs "
-                        "with --bf16, XLA elsewhere); saved with the run and used by pfnjax.load")
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--prior-kwargs", default="{}", help="JSON dict of prior config overrides")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 activations (params stay float32); "
+                                                       "the same as --compute-dtype bfloat16")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() (auto-detects SLURM/TPU/GKE; "
@@ -41,6 +28,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
     p.add_argument("--num-processes", type=int)
     p.add_argument("--process-id", type=int)
+    add_config_flags(p)
 
 
 def _init_distributed(args: argparse.Namespace) -> None:
@@ -54,30 +42,19 @@ def _init_distributed(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pfnjax.train import preset_config, train
+    from pfnjax.config import config_overrides
+    from pfnjax.presets import default_preset, preset_config
 
     if args.distributed:
         _init_distributed(args)
+    overrides = config_overrides(args)
+    if args.bf16:
+        overrides["compute_dtype"] = "bfloat16"
+    preset = args.preset or default_preset(overrides.get("prior", "gp"))
+    cfg = preset_config(preset, **overrides)
 
-    from pfnjax.priors import get_prior
+    from pfnjax.training import train
 
-    preset = args.preset or ("tiny-cls" if get_prior(args.prior).task == "classification" else "tiny")
-    cfg = preset_config(
-        preset,
-        prior=args.prior,
-        prior_kwargs=json.loads(args.prior_kwargs),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        accum_steps=args.accum_steps,
-        seq_len=args.seq_len,
-        num_features=args.num_features,
-        lr=args.lr,
-        seed=args.seed,
-        split=args.split,
-        compute_dtype="bfloat16" if args.bf16 else None,
-        attention_impl=args.attention,
-        checkpoint_every=args.checkpoint_every,
-    )
     result = train(cfg, args.out, progress=not args.no_progress)
     final = result.history[-1]["loss"] if result.history else float("nan")
     print(f"trained {int(result.state.step)} steps, final loss {final:.4f}; run saved in {args.out}")
@@ -94,25 +71,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pfnjax.evaluate import evaluate_against_oracle, format_table, run_held_out_source
+    from pfnjax.evaluate import HeldOutEvaluator, format_table, held_out_source
     from pfnjax.predict import load
 
     pfn = load(args.run)
-    cfg = pfn.train_config
     sizes = tuple(int(s) for s in args.context_sizes.split(","))
-    # held-out datasets use as many features as the training datasets did
-    prior, key, num_features_sampler = run_held_out_source(cfg)
-    data_kwargs = dict(context_sizes=sizes, num_datasets=args.num_datasets, num_queries=args.num_queries,
-                       num_features_sampler=num_features_sampler)
-    if pfn.task != "regression":
-        from pfnjax.evaluate import evaluate_classification, format_classification_table
-
-        rows = evaluate_classification(pfn, prior, key, **data_kwargs)
-        table = format_classification_table(rows)
-    else:
-        rows = evaluate_against_oracle(pfn, prior, key, **data_kwargs)
-        table = format_table(rows)
-    header = f"{args.run}: prior={cfg.prior}, {args.num_datasets} held-out datasets, {args.num_queries} queries each\n"
+    # the prior is rebuilt from its saved spec; held-out datasets use the training feature counts
+    prior, key, num_features_sampler = held_out_source(pfn)
+    evaluator = HeldOutEvaluator.for_pfn(pfn, prior, key, context_sizes=sizes, num_datasets=args.num_datasets,
+                                         num_queries=args.num_queries, num_features_sampler=num_features_sampler)
+    table = format_table(evaluator.rows(pfn.params))
+    header = (f"{args.run}: prior={pfn.prior_spec['class']}, {args.num_datasets} held-out datasets, "
+              f"{args.num_queries} queries each\n")
     print(header + table)
     if args.output:
         Path(args.output).write_text(header + "\n" + table + "\n")
@@ -133,8 +103,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     pfn = load(args.run)
     ctx = np.loadtxt(args.context, delimiter=",", ndmin=2)
     qry = np.loadtxt(args.queries, delimiter=",", ndmin=2)
+    from pfnjax.distributions.bar_distribution import BarDistribution
+
     dist = pfn.predict(ctx[:, :-1], ctx[:, -1], qry)
-    if pfn.task == "regression":
+    if isinstance(dist, BarDistribution):
         qs = [float(q) for q in args.quantiles.split(",")]
         quant = np.asarray(dist.quantile(np.asarray(qs)))
         mean = np.asarray(dist.mean())

@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-from pfnjax.distributions import bar
+from pfnjax.config import TrainConfig
 from pfnjax.distributions.categorical import CategoricalDistribution
+from pfnjax.heads import BarHead, Head
 from pfnjax.model import ModelConfig, PFNTransformer
-from pfnjax.train import checkpoint as ckpt
-from pfnjax.train.config import TrainConfig
+from pfnjax.runs import RunInfo, restore_inference
 from pfnjax.types import Array
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -70,7 +70,8 @@ class ContextCache:
         num_features: ``i32[B]`` used feature columns.
         n_context, n_features: host ints (the unpadded context size and feature count).
         batched: whether the context was given with a leading batch axis.
-        max_class: classification only: the largest class index in the context (else -1).
+        label_summary: what the head needs to know of the context labels
+            (:meth:`pfnjax.heads.Head.label_summary`: the classes a classification context shows).
     """
 
     caches: list
@@ -79,7 +80,7 @@ class ContextCache:
     n_context: int = struct.field(pytree_node=False)
     n_features: int = struct.field(pytree_node=False)
     batched: bool = struct.field(pytree_node=False)
-    max_class: int = struct.field(pytree_node=False, default=-1)
+    label_summary: int = struct.field(pytree_node=False, default=-1)
 
     @property
     def batch_size(self) -> int:
@@ -121,18 +122,27 @@ def _bucket(n: int, minimum: int = 16) -> int:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class PFN:
-    """A trained PFN: architecture, parameters and (for regression) the bar-distribution borders."""
+    """A trained PFN: architecture, parameters and its output head (:mod:`pfnjax.heads`)."""
 
     model_config: ModelConfig
     graphdef: nnx.GraphDef
     params: Any
-    borders: Array
+    head: Head
     train_config: TrainConfig | None = None
     trained_with_missing: bool = False
+    prior_spec: dict | None = None  # the training prior's saved spec (pfnjax.priors.base.prior_spec)
 
     @property
     def task(self) -> str:
-        return self.model_config.task
+        """The prior task the head serves (``regression``, ``classification``...)."""
+        return self.head.task
+
+    @property
+    def borders(self) -> Array:
+        """The bar-distribution borders ``f32[K+1]`` of a bar-head PFN."""
+        if not isinstance(self.head, BarHead):
+            raise AttributeError(f"this PFN has a {type(self.head).__name__}, which has no bar borders")
+        return self.head.borders
 
     @property
     def max_features(self) -> int:
@@ -140,45 +150,48 @@ class PFN:
 
     @property
     def max_classes(self) -> int:
-        return self.model_config.num_outputs if self.task == "classification" else 0
+        """Label classes the model embeds (0 for real-valued labels)."""
+        return self.model_config.y_vocab
 
     @classmethod
     def from_train_result(cls, result) -> "PFN":
-        """Wrap the output of :func:`pfnjax.train.train`."""
-        return cls(result.model_config, result.graphdef, result.state.params, result.state.borders, result.config,
-                   _trained_with_missing(result.config))
+        """Wrap the output of :func:`pfnjax.train`."""
+        info = RunInfo(result.config, result.model_config, result.head, result.prior_spec)
+        return cls(result.model_config, result.graphdef, result.params, result.head, result.config,
+                   info.trained_with_missing, result.prior_spec)
 
     @classmethod
-    def init(cls, model_config: ModelConfig, borders: Array | None = None, seed: int = 0,
+    def init(cls, model_config: ModelConfig, head: Head | None = None, seed: int = 0,
              trained_with_missing: bool = False) -> "PFN":
-        """A randomly initialised PFN (for timing and tests). Regression needs ``num_outputs + 1`` borders;
-        by default they are equally spaced on [-3, 3]."""
+        """A randomly initialised PFN (for timing and tests). The head must match ``model_config``;
+        by default a bar head with equally spaced borders on [-3, 3] (real-valued labels only)."""
+        if head is None:
+            if model_config.y_vocab:
+                raise ValueError("pass the head of a PFN whose labels are classes (y_vocab > 0)")
+            head = BarHead.equally_spaced(model_config.num_outputs)
+        if (head.num_outputs, head.y_vocab) != (model_config.num_outputs, model_config.y_vocab):
+            raise ValueError(f"head {type(head).__name__} has num_outputs={head.num_outputs}, y_vocab={head.y_vocab}; "
+                             f"the model has {model_config.num_outputs}, {model_config.y_vocab}")
         graphdef, params = nnx.split(PFNTransformer(model_config, nnx.Rngs(seed)), nnx.Param)
-        if model_config.task == "regression":
-            if borders is None:
-                borders = jnp.linspace(-3.0, 3.0, model_config.num_outputs + 1, dtype=jnp.float32)
-            if borders.shape != (model_config.num_outputs + 1,):
-                raise ValueError(f"need {model_config.num_outputs + 1} borders, got shape {borders.shape}")
-        else:
-            borders = jnp.zeros((0,), jnp.float32)
-        return cls(model_config, graphdef, params, jnp.asarray(borders, jnp.float32), None, trained_with_missing)
+        return cls(model_config, graphdef, params, head, None, trained_with_missing)
 
     def __getstate__(self) -> dict:
         # Pickles (and deep copies) carry host arrays, restored as device arrays on load.
         state = dict(self.__dict__)
         state["params"] = jax.tree.map(np.asarray, state["params"])
-        state["borders"] = np.asarray(state["borders"])
+        state["head"] = jax.tree.map(np.asarray, state["head"])
         return state
 
     def __deepcopy__(self, memo: dict) -> "PFN":
         # jax arrays, the graph definition and the configs are immutable: share them (deep-copying
         # nnx Variables would also turn them into plain pytree leaves and force a recompile).
-        return dataclasses.replace(self, train_config=copy.deepcopy(self.train_config, memo))
+        return dataclasses.replace(self, train_config=copy.deepcopy(self.train_config, memo),
+                                   prior_spec=copy.deepcopy(self.prior_spec, memo))
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         state["params"] = jax.tree.map(jnp.asarray, state["params"])
-        state["borders"] = jnp.asarray(state["borders"])
+        state["head"] = jax.tree.map(jnp.asarray, state["head"])
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ public API
@@ -193,13 +206,12 @@ class PFN:
         ctx_pad = _bucket(n_ctx)
         xc = np.zeros((b, ctx_pad, self.max_features), np.float32)
         xc[:, :n_ctx, :n_feat_used] = x_ctx
-        yc = np.zeros((b, ctx_pad), np.int32 if self.task == "classification" else np.float32)
+        yc = np.zeros((b, ctx_pad), y_ctx.dtype)
         yc[:, :n_ctx] = y_ctx
         ctx_len = jnp.full((b,), n_ctx, jnp.int32)
         n_feat = jnp.full((b,), n_feat_used, jnp.int32)
         caches = _encode_jit(self.graphdef, self.params, jnp.asarray(xc), jnp.asarray(yc), ctx_len, n_feat)
-        max_class = int(y_ctx.max()) if self.task == "classification" else -1
-        return ContextCache(caches, ctx_len, n_feat, n_ctx, n_feat_used, batched, max_class)
+        return ContextCache(caches, ctx_len, n_feat, n_ctx, n_feat_used, batched, self.head.label_summary(y_ctx))
 
     def logits_from_cache(self, cache: ContextCache, x_qry, *, chunk_size: int = 1024,
                           pad_to_chunk: bool = False) -> Array:
@@ -230,7 +242,7 @@ class PFN:
         For gradients of an acquisition function with respect to the query points::
 
             cache = pfn.encode(x_ctx, y_ctx)
-            ei = lambda x: bar.expected_improvement(pfn.borders, pfn.query_logits(cache, x), best)
+            ei = lambda x: pfn.head.distribution(pfn.query_logits(cache, x)).ei(best)
             grad = jax.grad(lambda x: ei(x).sum())(x_qry)
         """
         return query_logits(self.graphdef, self.params, cache, x_qry)
@@ -257,7 +269,7 @@ class PFN:
         out = out[:, n_ctx:]
         return out if batched else out[0]
 
-    def predict(self, x_ctx, y_ctx, x_qry, *, num_classes: int | None = None, chunk_size: int = 1024):
+    def predict(self, x_ctx, y_ctx, x_qry, *, chunk_size: int = 1024, **options: Any):
         """Posterior predictive distribution at ``x_qry`` given the context ``(x_ctx, y_ctx)``.
 
         Args:
@@ -266,32 +278,22 @@ class PFN:
                 ``F / max_features`` as in training, and padding columns would distort that.
             y_ctx: ``[N]`` or ``[B, N]``: real targets (regression) or class indices (classification).
             x_qry: ``[M, F]`` or ``[B, M, F]``.
-            num_classes: classification only: number of classes (default ``max(y_ctx) + 1``).
             chunk_size: queries per chunk against the cached context.
+            options: passed to the head's :meth:`~pfnjax.heads.Head.distribution`; classification
+                takes ``num_classes`` (default ``max(y_ctx) + 1``).
         Returns:
             A :class:`pfnjax.distributions.bar.BarDistribution` (regression) with ``mean()``,
             ``quantile(q)``, ``expected_improvement(best)``..., or a
             :class:`pfnjax.distributions.categorical.CategoricalDistribution` (classification).
         """
-        logits = self.logits(x_ctx, y_ctx, x_qry, chunk_size=chunk_size)
-        n_cls = None if self.task == "regression" else (
-            int(np.max(np.asarray(y_ctx))) + 1 if num_classes is None else int(num_classes))
-        return self._distribution(logits, n_cls)
+        x_ctx, y_ctx, x_qry, batched = self._validate(x_ctx, y_ctx, x_qry)
+        cache = self.encode(x_ctx if batched else x_ctx[0], y_ctx if batched else y_ctx[0])
+        return self.predict_from_cache(cache, x_qry if batched else x_qry[0], chunk_size=chunk_size, **options)
 
-    def predict_from_cache(self, cache: ContextCache, x_qry, *, num_classes: int | None = None,
-                           chunk_size: int = 1024):
+    def predict_from_cache(self, cache: ContextCache, x_qry, *, chunk_size: int = 1024, **options: Any):
         """Like :meth:`predict`, for a context encoded once with :meth:`encode` (re-query without re-encoding)."""
         logits = self.logits_from_cache(cache, x_qry, chunk_size=chunk_size)
-        n_cls = None if self.task == "regression" else (
-            cache.max_class + 1 if num_classes is None else int(num_classes))
-        return self._distribution(logits, n_cls)
-
-    def _distribution(self, logits: Array, n_cls: int | None):
-        if self.task == "regression":
-            return bar.BarDistribution(borders=self.borders, logits=logits)
-        if not 1 <= n_cls <= self.max_classes:
-            raise ValueError(f"num_classes={n_cls} is outside [1, {self.max_classes}] supported by this model")
-        return CategoricalDistribution(logits[..., :n_cls])
+        return self.head.distribution(logits, cache.label_summary, **options)
 
     # ------------------------------------------------------------------ validation
     def _validate(self, x_ctx, y_ctx, x_qry) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -335,17 +337,7 @@ class PFN:
         if x_ctx.shape[2] == 0:
             raise ValueError("inputs have zero features")
         self._check_finite("x_ctx", x_ctx)
-        if self.task == "regression":
-            if not np.all(np.isfinite(y_ctx)):
-                raise ValueError("y_ctx contains NaN or inf")
-            y_ctx = y_ctx.astype(np.float32)
-        else:
-            if not np.all(np.isfinite(y_ctx)) or np.any(y_ctx != np.round(y_ctx)):
-                raise ValueError("classification y_ctx must hold integer class indices")
-            if y_ctx.min() < 0 or y_ctx.max() >= self.max_classes:
-                raise ValueError(f"class indices must lie in [0, {self.max_classes}); got [{y_ctx.min()}, {y_ctx.max()}]")
-            y_ctx = y_ctx.astype(np.int32)
-        return x_ctx.astype(np.float32), y_ctx, batched
+        return x_ctx.astype(np.float32), self.head.check_labels(y_ctx), batched
 
     def _validate_queries(self, cache: ContextCache, x_qry) -> np.ndarray:
         x_qry = np.asarray(x_qry)
@@ -375,14 +367,11 @@ class PFN:
             raise ValueError(f"{name} contains inf")
 
 
-def _trained_with_missing(cfg: TrainConfig | None) -> bool:
-    return bool(cfg is not None and cfg.prior_kwargs.get("missing_rate", 0.0)) or (
-        cfg is not None and cfg.prior in ("scm", "tabpfn_v1_mix")
-    )
-
-
 def load(path: str | Path, step: int | None = None, *, attention_impl: str | None = None) -> PFN:
     """Load a trained PFN from a run directory, or a shipped pretrained model by name.
+
+    Reads only what inference needs: the parameters, the model config and the head (never the
+    optimizer state).
 
     Args:
         path: run directory or pretrained model name.
@@ -395,27 +384,6 @@ def load(path: str | Path, step: int | None = None, *, attention_impl: str | Non
     path = Path(path)
     if not path.exists() and (PRETRAINED_DIR / str(path)).exists():
         path = PRETRAINED_DIR / str(path)
-    meta = ckpt.read_config(path, step)
-    if meta.get("format") != "pfnjax-run-v1":
-        raise ckpt.CheckpointError(f"{path} does not hold a pfnjax run (format={meta.get('format')!r})")
-    train_cfg = TrainConfig.from_dict(meta["train"])
-    model_cfg = ModelConfig(**meta["model"])
-    if attention_impl is not None:
-        model_cfg = dataclasses.replace(model_cfg, attention_impl=attention_impl)
-    abstract_model = nnx.eval_shape(lambda: PFNTransformer(model_cfg, nnx.Rngs(0)))
-    graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
-    from pfnjax.train.trainer import CLASSIFICATION_BORDERS_SIZE, TrainState, make_optimizer
-
-    n_borders = model_cfg.num_outputs + 1 if model_cfg.task == "regression" else CLASSIFICATION_BORDERS_SIZE
-    abstract_state = TrainState(
-        step=jax.ShapeDtypeStruct((), jnp.int32),
-        params=abstract_params,
-        opt_state=jax.eval_shape(make_optimizer(train_cfg).init, abstract_params),
-        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
-        borders=jax.ShapeDtypeStruct((n_borders,), jnp.float32),
-    )
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    state, _ = ckpt.restore(path, ckpt.abstract_like(abstract_state, sharding), step)
-    return PFN(model_cfg, graphdef, state.params, state.borders, train_cfg, _trained_with_missing(train_cfg))
-
-
+    info, graphdef, params = restore_inference(path, step, attention_impl=attention_impl)
+    return PFN(info.model_config, graphdef, params, info.head, info.train_config, info.trained_with_missing,
+               info.prior_spec)

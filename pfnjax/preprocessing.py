@@ -23,6 +23,7 @@ import dataclasses
 import warnings
 from typing import Literal
 
+import jax.numpy as jnp
 import numpy as np
 
 Transform = Literal["power", "quantile"] | None
@@ -167,3 +168,31 @@ class TargetScaler:
     def borders_to_original(self, borders: np.ndarray) -> np.ndarray:
         """Bar borders in standard units -> original units (``borders * std + mean``)."""
         return self.inverse_transform(borders)
+
+
+# --------------------------------------------------------------------------- context rows and query chunks
+
+
+def apply_in_row_chunks(fn, x: np.ndarray, chunk: int, axis: int = 1) -> np.ndarray:
+    """``fn`` applied to fixed-size row chunks of ``x`` (rows along ``axis``), results concatenated
+    along their first axis. The zero-padded last chunk keeps every call the same shape, so a row's
+    result never depends on the other rows (XLA may vectorise reductions differently for different
+    shapes, which shows up in the last float bits)."""
+    n = x.shape[axis]
+    pad = -(-n // chunk) * chunk - n
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, pad)
+    x = np.pad(x, widths)
+    parts = [np.asarray(fn(jnp.asarray(np.take(x, np.arange(s, s + chunk), axis=axis))))
+             for s in range(0, n + pad, chunk)]
+    return np.concatenate(parts, axis=0)[:n].astype(np.float64)
+
+
+def stratified_subsample(rng: np.random.Generator, n: int, k: int, y_codes) -> np.ndarray:
+    """``k`` of ``n`` row indices without replacement; with class codes, at least one row per class."""
+    if y_codes is None:
+        return np.sort(rng.choice(n, size=k, replace=False))
+    first = [rng.choice(np.flatnonzero(y_codes == c)) for c in np.unique(y_codes)]
+    rest = np.setdiff1d(np.arange(n), first)
+    extra = rng.choice(rest, size=max(0, k - len(first)), replace=False)
+    return np.sort(np.concatenate([first, extra]).astype(np.int64))

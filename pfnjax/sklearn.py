@@ -55,8 +55,9 @@ except ImportError as exc:  # scikit-learn is an optional dependency of pfnjax
 
 from pfnjax.distributions import bar
 from pfnjax.predict import PFN, load
-from pfnjax.preprocessing import ContextScaler, TargetScaler
-from pfnjax.train import checkpoint as ckpt
+from pfnjax.preprocessing import ContextScaler, TargetScaler, apply_in_row_chunks, stratified_subsample
+from pfnjax import checkpoint as ckpt
+from pfnjax.heads import BarHead, ClassHead, Head
 from pfnjax.types import Array
 
 DEFAULT_REGRESSOR = "reg-tiny"
@@ -92,7 +93,8 @@ def _model_name(model) -> str:
 class _PFNEstimator(BaseEstimator):
     """Shared fit/predict machinery; see the module docstring."""
 
-    _task = ""
+    _head_type: type = Head  # the head a model needs: BarHead (regressor) or ClassHead (classifier)
+    _numeric_y = False
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -138,13 +140,14 @@ class _PFNEstimator(BaseEstimator):
 
     def _load_model(self) -> PFN:
         pfn = resolve_model(self.model)
-        if pfn.task != self._task:
-            raise ValueError(f"{type(self).__name__} needs a {self._task} PFN, but model {_model_name(self.model)} "
-                             f"is a {pfn.task} model")
+        if not isinstance(pfn.head, self._head_type):
+            raise ValueError(f"{type(self).__name__} needs a PFN with a {self._head_type.__name__} "
+                             f"({self._head_type.task}), but model {_model_name(self.model)} has a "
+                             f"{type(pfn.head).__name__} ({pfn.task})")
         return pfn
 
     def _validate_X_y(self, X, y, pfn: PFN):
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._task == "regression",
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._numeric_y,
                              ensure_all_finite="allow-nan" if pfn.trained_with_missing else True)
         if X.shape[1] > pfn.max_features:
             raise ValueError(f"X has {X.shape[1]} features, but model {_model_name(self.model)} supports at most "
@@ -181,7 +184,7 @@ class _PFNEstimator(BaseEstimator):
                 transform = self.preprocessing
             rows = None
             if n_rows > self.max_context_size:
-                rows = _subsample(rng, n_rows, self.max_context_size, y_codes)
+                rows = stratified_subsample(rng, n_rows, self.max_context_size, y_codes)
             members.append({"feature_permutation": perm, "class_permutation": classes, "transform": transform,
                             "context_rows": rows})
         return members
@@ -228,31 +231,6 @@ class _PFNEstimator(BaseEstimator):
         return np.asarray(out)
 
 
-def _rowwise(fn, x: np.ndarray, chunk: int, axis: int = 1) -> np.ndarray:
-    """``fn`` applied to fixed-size row chunks of ``x`` (rows along ``axis``), results concatenated
-    along their first axis. The zero-padded last chunk keeps every call the same shape, so a row's
-    result never depends on the other rows (XLA may vectorise reductions differently for different
-    shapes, which shows up in the last float bits)."""
-    n = x.shape[axis]
-    pad = -(-n // chunk) * chunk - n
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (0, pad)
-    x = np.pad(x, widths)
-    parts = [np.asarray(fn(jnp.asarray(np.take(x, np.arange(s, s + chunk), axis=axis))))
-             for s in range(0, n + pad, chunk)]
-    return np.concatenate(parts, axis=0)[:n].astype(np.float64)
-
-
-def _subsample(rng: np.random.Generator, n: int, k: int, y_codes) -> np.ndarray:
-    """``k`` of ``n`` row indices without replacement; with class codes, at least one row per class."""
-    if y_codes is None:
-        return np.sort(rng.choice(n, size=k, replace=False))
-    first = [rng.choice(np.flatnonzero(y_codes == c)) for c in np.unique(y_codes)]
-    rest = np.setdiff1d(np.arange(n), first)
-    extra = rng.choice(rest, size=max(0, k - len(first)), replace=False)
-    return np.sort(np.concatenate([first, extra]).astype(np.int64))
-
-
 _COMMON_PARAMS_DOC = """
     Parameters:
         model: a :class:`pfnjax.PFN`, the path of a run directory, or the name of a pretrained model
@@ -284,7 +262,8 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
     ``y_std_`` (the target standardisation), ``borders_`` (bar borders in the units of ``y``).
     """
 
-    _task = "regression"
+    _head_type = BarHead
+    _numeric_y = True
 
     def __init__(self, model=DEFAULT_REGRESSOR, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
@@ -311,7 +290,7 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
 
     def _mixture_logits(self, X) -> np.ndarray:
         X = self._validate_X(X)
-        return _rowwise(lambda lg: bar.average_distributions(lg, axis=0), self._member_logits(X), self.chunk_size)
+        return apply_in_row_chunks(lambda lg: bar.average_distributions(lg, axis=0), self._member_logits(X), self.chunk_size)
 
     def _borders(self) -> Array:
         return jnp.asarray(self.borders_, jnp.float32)
@@ -325,7 +304,7 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         """Predictive mean per row (float64, units of ``y``)."""
         logits = self._mixture_logits(X)
         borders = self._borders()
-        return _rowwise(lambda lg: bar.mean(borders, lg), logits, self.chunk_size, axis=0)
+        return apply_in_row_chunks(lambda lg: bar.mean(borders, lg), logits, self.chunk_size, axis=0)
 
     def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95)) -> np.ndarray:
         """``[n_rows, len(quantiles)]`` predictive quantiles (units of ``y``)."""
@@ -334,7 +313,7 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
             raise ValueError(f"quantiles must be a non-empty 1-D sequence in (0, 1), got {quantiles!r}")
         logits = self._mixture_logits(X)
         borders, qj = self._borders(), jnp.asarray(q, jnp.float32)
-        out = _rowwise(lambda lg: bar.icdf(borders, lg, qj), logits, self.chunk_size, axis=0)
+        out = apply_in_row_chunks(lambda lg: bar.icdf(borders, lg, qj), logits, self.chunk_size, axis=0)
         return out.reshape(-1, q.size)
 
 
@@ -352,7 +331,7 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
     ``scalers_``.
     """
 
-    _task = "classification"
+    _head_type = ClassHead
 
     def __init__(self, model=DEFAULT_CLASSIFIER, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,

@@ -60,7 +60,7 @@ SMALL_RUN = dict(num_features=2, seq_len=32, batch_size=8, steps=20, d_model=32,
 
 def small_cfg(**overrides):
     """The ``test`` preset at :data:`SMALL_RUN` sizes, with ``overrides``."""
-    from pfnjax.train import preset_config
+    from pfnjax.presets import preset_config
 
     return preset_config("test", **{**SMALL_RUN, **overrides})
 

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.usefixtures("full_precision")
 
 
 def _random_model(task="regression", num_outputs=20, compute_dtype="float32", norm="pre"):
-    cfg = ModelConfig(max_features=4, num_outputs=num_outputs, task=task, d_model=32, num_layers=2, num_heads=4,
+    # classification: the context labels are classes, embedded (y_vocab = num_outputs); regression: real y
+    y_vocab = num_outputs if task == "classification" else 0
+    cfg = ModelConfig(max_features=4, num_outputs=num_outputs, y_vocab=y_vocab, d_model=32, num_layers=2, num_heads=4,
                       compute_dtype=compute_dtype, norm=norm)
     model = PFNTransformer(cfg, nnx.Rngs(0))
     # Zero-initialised output projections make fresh layers the identity; perturb every
@@ -108,8 +110,14 @@ def test_feature_scaling_makes_padding_consistent():
 def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(max_features=3, num_outputs=10, d_model=30, num_heads=4)
-    with pytest.raises(ValueError, match="task"):
-        ModelConfig(max_features=3, num_outputs=10, task="ranking")
+    with pytest.raises(ValueError, match="y_vocab"):
+        ModelConfig(max_features=3, num_outputs=10, y_vocab=-1)
+    # configs saved by pfnjax 0.1 name a task instead of y_vocab
+    legacy = dict(max_features=3, num_outputs=10, d_model=16, num_heads=2)
+    assert ModelConfig.from_dict({**legacy, "task": "classification"}).y_vocab == 10
+    assert ModelConfig.from_dict({**legacy, "task": "regression"}).y_vocab == 0
+    cfg = ModelConfig(max_features=3, num_outputs=10, y_vocab=4)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
 
 
 # --------------------------------------------------------------------------- attention implementation

@@ -10,8 +10,9 @@ import textwrap
 import jax
 import pytest
 
-from pfnjax.train import preset_config, train
-from pfnjax.train import checkpoint as ckpt
+from pfnjax import checkpoint as ckpt
+from pfnjax.presets import preset_config
+from pfnjax.training import train
 from conftest import SMALL_RUN, assert_same_training, env_without_xla_flags
 
 CFG = {**SMALL_RUN, "steps": 6, "checkpoint_every": 3, "log_every": 3, "lr": 3e-3, "warmup_steps": 1}
@@ -24,7 +25,8 @@ _WORKER = textwrap.dedent(
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     assert jax.device_count() == 4 and jax.local_device_count() == 2
-    from pfnjax.train import preset_config, train
+    from pfnjax.presets import preset_config
+    from pfnjax.training import train
     result = train(preset_config("test", **{cfg!r}), sys.argv[3], progress=False)
     print("STEP", int(result.state.step.addressable_data(0)))
     jax.distributed.shutdown()

@@ -9,13 +9,14 @@ import sys
 import textwrap
 import time
 
+import chex
 import jax
 import numpy as np
 import pytest
 
-from pfnjax.train import checkpoint as ckpt
-from pfnjax.train import train
-from pfnjax.train.trainer import build_prior, init_state, make_mesh, make_train_step
+from pfnjax import checkpoint as ckpt
+from pfnjax.priors.from_config import build_prior
+from pfnjax.training import init_state, make_mesh, make_train_step, train
 from conftest import CHILD_TF32_PRELUDE, SMALL_RUN, assert_same_training, max_abs_diff as _max_abs_diff, small_cfg
 
 CFG = {**SMALL_RUN, "lr": 3e-3, "warmup_steps": 2}
@@ -26,11 +27,11 @@ def _cfg(**kw):
 
 
 def _one_step(cfg, devices):
-    prior = build_prior(cfg)
-    graphdef, state, model_cfg = init_state(cfg, prior)
+    prior = build_prior(cfg.prior)
+    graphdef, state, _, head = init_state(cfg, prior)
     mesh = make_mesh(devices)
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    step = make_train_step(cfg, prior, graphdef, mesh, model_cfg.task)
+    step = make_train_step(cfg, prior, graphdef, mesh, head)
     for _ in range(2):
         state, metrics = step(state)
     return jax.device_get(state.params), float(metrics["loss"])
@@ -41,7 +42,7 @@ def test_four_devices_equal_one_device(cpu4):
     p1, l1 = _one_step(cfg, cpu4[:1])
     p4, l4 = _one_step(cfg, cpu4)
     assert abs(l1 - l4) < 1e-5
-    assert _max_abs_diff(p1, p4) < 1e-5
+    chex.assert_trees_all_close(p1, p4, atol=1e-5, rtol=0)
     # The same test with another global batch must differ (the comparison can fail).
     p_other, _ = _one_step(_cfg(seed=1), cpu4)
     assert _max_abs_diff(p1, p_other) > 1e-3
@@ -50,15 +51,15 @@ def test_four_devices_equal_one_device(cpu4):
 def test_gradient_accumulation_equals_one_big_batch(cpu4):
     big, _ = _one_step(_cfg(batch_size=16, accum_steps=1), cpu4)
     accumulated, _ = _one_step(_cfg(batch_size=4, accum_steps=4), cpu4)
-    assert _max_abs_diff(big, accumulated) < 1e-5
+    chex.assert_trees_all_close(big, accumulated, atol=1e-5, rtol=0)
 
 
 def test_indivisible_batch_is_rejected(cpu4):
     cfg = _cfg(batch_size=6)
-    prior = build_prior(cfg)
-    graphdef, _, model_cfg = init_state(cfg, prior)
+    prior = build_prior(cfg.prior)
+    graphdef, _, _, head = init_state(cfg, prior)
     with pytest.raises(ValueError, match="divisible"):
-        make_train_step(cfg, prior, graphdef, make_mesh(cpu4), model_cfg.task)
+        make_train_step(cfg, prior, graphdef, make_mesh(cpu4), head)
 
 
 def test_checkpoint_from_four_devices_restores_on_one(tmp_path, cpu4, full_precision):
@@ -71,13 +72,13 @@ def test_checkpoint_from_four_devices_restores_on_one(tmp_path, cpu4, full_preci
     one = jax.sharding.SingleDeviceSharding(cpu4[0])
     restored, _ = ckpt.restore(tmp_path / "run", ckpt.abstract_like(on4.state, one))
     assert {d for leaf in jax.tree.leaves(restored.params) for d in leaf.devices()} == {cpu4[0]}
-    assert _max_abs_diff(on4.state.params, restored.params) == 0.0
+    chex.assert_trees_all_equal(on4.state.params, restored.params)
     # ...and training continues there: a 4-device start and a 1-device finish (steps 11-20) equal
     # a 1-device straight run, up to the float noise of the 4-device all-reduce.
     finished = train(cfg, tmp_path / "run", progress=False, devices=cpu4[:1])
     assert int(finished.state.step) == 20
     straight = train(cfg, tmp_path / "straight", progress=False, devices=cpu4[:1])
-    assert_same_training(finished.state.params, straight.state.params, cfg.lr)
+    assert_same_training(finished.state.params, straight.state.params, cfg.optim.lr)
     assert _max_abs_diff(finished.state.params, on4.state.params) > 1e-3  # steps 11-20 did run
 
 
@@ -105,7 +106,8 @@ _CHILD = textwrap.dedent(
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax
     {prelude}
-    from pfnjax.train import preset_config, train
+    from pfnjax.presets import preset_config
+    from pfnjax.training import train
     cfg = preset_config("test", **{cfg!r})
 
     def on_step(step, record):
@@ -139,7 +141,7 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
     assert _committed(run) == [10]
     resumed = train(_cfg(), run, progress=False)
     assert int(resumed.state.step) == 20
-    assert _max_abs_diff(straight.state.params, resumed.state.params) < 1e-6
+    chex.assert_trees_all_close(straight.state.params, resumed.state.params, atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow
@@ -159,7 +161,7 @@ def test_half_written_checkpoint_is_never_loaded(tmp_path):
     assert ckpt.latest_step(run) == (max(committed) if committed else None)
     resumed = train(_cfg(), run, progress=False)
     assert int(resumed.state.step) == 20
-    assert _max_abs_diff(straight.state.params, resumed.state.params) < 1e-6
+    chex.assert_trees_all_close(straight.state.params, resumed.state.params, atol=1e-6, rtol=0)
 
 
 def _committed(run_dir):

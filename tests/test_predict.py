@@ -14,6 +14,7 @@ import pytest
 
 import pfnjax
 from pfnjax.distributions import bar
+from pfnjax.heads import BarHead, ClassHead
 from pfnjax.model import ModelConfig
 from pfnjax.predict import PFN, PRETRAINED_DIR, _decode_jit, _full_forward_jit
 
@@ -26,13 +27,15 @@ pytestmark = pytest.mark.usefixtures("full_precision")
 
 def _pfn(task="regression", max_features=4, num_outputs=None, d_model=32, seed=0):
     num_outputs = num_outputs or (30 if task == "regression" else 6)
-    cfg = ModelConfig(max_features, num_outputs, task=task, d_model=d_model, num_layers=2, num_heads=2)
-    pfn = PFN.init(cfg, seed=seed)
+    classification = task == "classification"
+    cfg = ModelConfig(max_features, num_outputs, y_vocab=num_outputs if classification else 0, d_model=d_model,
+                      num_layers=2, num_heads=2)
+    pfn = PFN.init(cfg, ClassHead(num_outputs) if classification else None, seed=seed)
     # perturb the zero-initialised output projections so every layer does something
     leaves, treedef = jax.tree.flatten(pfn.params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     leaves = [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
-    return PFN(pfn.model_config, pfn.graphdef, jax.tree.unflatten(treedef, leaves), pfn.borders)
+    return PFN(pfn.model_config, pfn.graphdef, jax.tree.unflatten(treedef, leaves), pfn.head)
 
 
 def _data(n_ctx, n_qry, f=3, seed=0, task="regression"):
@@ -147,8 +150,17 @@ def test_pickle_and_deepcopy_round_trip_and_share_compiled_programs():
 
 
 def test_init_validates_borders():
-    with pytest.raises(ValueError, match="borders"):
-        PFN.init(ModelConfig(2, 10, d_model=16, num_layers=1, num_heads=2), borders=jnp.zeros(5))
+    cfg = ModelConfig(2, 10, d_model=16, num_layers=1, num_heads=2)
+    # a bar head with 5 borders has 4 buckets, the model 10 outputs
+    with pytest.raises(ValueError, match="num_outputs=4"):
+        PFN.init(cfg, BarHead(jnp.zeros(5)))
+    # the default head: 11 equally spaced borders on [-3, 3]
+    np.testing.assert_allclose(PFN.init(cfg).borders, np.linspace(-3, 3, 11), atol=1e-6)
+    # a classification head on a real-valued model, and a model of class labels without its head
+    with pytest.raises(ValueError, match="y_vocab"):
+        PFN.init(cfg, ClassHead(10))
+    with pytest.raises(ValueError, match="head"):
+        PFN.init(ModelConfig(2, 10, y_vocab=10, d_model=16, num_layers=1, num_heads=2))
 
 
 # --------------------------------------------------------------------------- shipped pretrained models
@@ -158,7 +170,7 @@ def test_init_validates_borders():
 def test_pretrained_models_load_by_name(name, task):
     pfn = pfnjax.load(name)
     assert pfn.task == task and pfn.max_features == 10
-    assert pfn.train_config is not None and pfn.train_config.steps > 0
+    assert pfn.train_config is not None and pfn.train_config.optim.steps > 0
     if task == "classification":
         assert pfn.max_classes == 10 and pfn.trained_with_missing
     else:

@@ -1,6 +1,7 @@
 """Per-context preprocessing (pfnjax.preprocessing) against independent references: numpy /
 scikit-learn's StandardScaler, PowerTransformer and QuantileTransformer, and the soft-clip formula."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.preprocessing import PowerTransformer, QuantileTransformer, StandardScaler
@@ -101,3 +102,25 @@ def test_target_scaler_round_trips_and_maps_borders():
     np.testing.assert_allclose(ts.borders_to_original(np.array([-1.0, 0.0, 2.0])),
                                [y.mean() - y.std(), y.mean(), y.mean() + 2 * y.std()])
     assert TargetScaler().fit(np.full(5, 3.0)).std_ == 1.0  # constant targets: no division by zero
+
+
+def test_apply_in_row_chunks_matches_one_call_and_ignores_chunking():
+    from pfnjax.preprocessing import apply_in_row_chunks
+
+    x = np.random.default_rng(0).normal(size=(3, 37, 4)).astype(np.float32)
+    whole = np.asarray(jnp.tanh(x).sum(-1)).transpose(1, 0)  # rows along axis 1 come out first
+    for chunk in (1, 8, 37, 64):
+        out = apply_in_row_chunks(lambda c: jnp.tanh(c).sum(-1).T, x, chunk, axis=1)
+        np.testing.assert_allclose(out, whole, rtol=1e-6)
+        assert out.dtype == np.float64 and out.shape == (37, 3)
+
+
+def test_stratified_subsample_keeps_every_class():
+    from pfnjax.preprocessing import stratified_subsample
+
+    y = np.array([0] * 50 + [1] * 3 + [2])
+    for seed in range(20):
+        rows = stratified_subsample(np.random.default_rng(seed), len(y), 5, y)
+        assert len(rows) == 5 and len(set(rows)) == 5 and set(y[rows]) == {0, 1, 2}
+    rows = stratified_subsample(np.random.default_rng(0), 10, 4, None)
+    assert np.all(np.diff(rows) > 0) and rows.max() < 10

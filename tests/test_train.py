@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 import pfnjax
+from pfnjax import checkpoint as ckpt
+from pfnjax.checkpoint import CheckpointError
+from pfnjax.config import TrainConfig
 from pfnjax.predict import PFN, load
-from pfnjax.train import CheckpointError, preset_config, train
-from pfnjax.train import checkpoint as ckpt
-from pfnjax.train.trainer import build_prior, init_state, make_mesh, make_train_step
+from pfnjax.presets import preset_config
+from pfnjax.priors.from_config import build_prior
+from pfnjax.training import init_state, make_mesh, make_train_step, train
 from conftest import small_cfg as _cfg, trees_equal as _params_equal
 
 
@@ -29,12 +32,13 @@ def test_checkpoint_round_trip_gives_identical_params_and_next_loss(tmp_path):
     result = train(cfg, tmp_path / "run", progress=False)
     abstract = ckpt.abstract_like(result.state, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     restored, meta = ckpt.restore(tmp_path / "run", abstract)
-    assert meta["train"] == cfg.to_dict()
+    assert meta["train"] == json.loads(cfg.to_json())
+    assert TrainConfig.from_dict(meta["train"]) == cfg
     assert int(restored.step) == 10
     assert _params_equal(result.state.params, restored.params)
     assert _params_equal(result.state.opt_state, restored.opt_state)
     mesh = make_mesh(jax.devices()[:1])
-    step = make_train_step(cfg, build_prior(cfg), result.graphdef, mesh, "regression")
+    step = make_train_step(cfg, build_prior(cfg.prior), result.graphdef, mesh, result.head)
     _, m1 = step(jax.tree.map(jnp.copy, result.state))
     _, m2 = step(restored)
     assert float(m1["loss"]) == float(m2["loss"])
@@ -131,7 +135,7 @@ def test_public_api_exports():
 
 def test_classification_run_learns_and_round_trips_exactly(tmp_path):
     """A classification (SCM prior) run learns, and its checkpoint (no bar borders) loads bit for bit."""
-    from pfnjax.evaluate import evaluate_classification, run_held_out_source
+    from pfnjax.evaluate import evaluate_classification, held_out_source
 
     cfg = _cfg(prior="scm", steps=120, num_features=3, batch_size=16, lr=3e-3, warmup_steps=10, log_every=20,
                checkpoint_every=60)
@@ -148,8 +152,9 @@ def test_classification_run_learns_and_round_trips_exactly(tmp_path):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     # held-out prior datasets: far better than at initialisation, and (after only 120 steps) at
     # least as good as predicting the context's class frequencies
-    prior, key, n_features = run_held_out_source(cfg)
-    initial = PFN(pfn.model_config, pfn.graphdef, init_state(cfg, prior)[1].params, pfn.borders)
+    prior, key, n_features = held_out_source(pfn)
+    assert prior == build_prior(cfg.prior)  # the run's prior, rebuilt from its saved spec
+    initial = PFN(pfn.model_config, pfn.graphdef, init_state(cfg, prior)[1].params, pfn.head)
     kwargs = dict(context_sizes=(40,), num_datasets=64, num_queries=20, num_features_sampler=n_features)
     (row,) = evaluate_classification(pfn, prior, key, **kwargs)
     (row0,) = evaluate_classification(initial, prior, key, **kwargs)
@@ -162,9 +167,9 @@ def test_attention_impl_is_saved_with_the_run_and_honoured_by_load(tmp_path):
     assert main(["train", "--prior", "gp", "--preset", "test", "--steps", "2", "--attention", "xla",
                  "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert meta["train"]["attention_impl"] == "xla" and meta["model"]["attention_impl"] == "xla"
+    assert meta["train"]["model"]["attention_impl"] == "xla" and meta["model"]["attention_impl"] == "xla"
     pfn = load(tmp_path / "run")
-    assert pfn.model_config.attention_impl == "xla" and pfn.train_config.attention_impl == "xla"
+    assert pfn.model_config.attention_impl == "xla" and pfn.train_config.model.attention_impl == "xla"
     auto = load(tmp_path / "run", attention_impl="auto")
     assert auto.model_config.attention_impl == "auto"
     x = np.random.default_rng(0).uniform(size=(12, 2)).astype(np.float32)
@@ -172,7 +177,7 @@ def test_attention_impl_is_saved_with_the_run_and_honoured_by_load(tmp_path):
     # float32 activations: "auto" resolves to XLA on every backend, so the logits are identical
     np.testing.assert_array_equal(np.asarray(pfn.logits(x[:8], y[:8], x[8:])), np.asarray(auto.logits(x[:8], y[:8], x[8:])))
     # default: auto; runs saved before the field existed (the shipped models) load as auto
-    assert preset_config("test").attention_impl == "auto"
+    assert preset_config("test").model.attention_impl == "auto"
     assert load("reg-tiny").model_config.attention_impl == "auto"
     with pytest.raises(ValueError, match="attention_impl"):
         preset_config("test", attention_impl="flash")

@@ -17,13 +17,13 @@ import functools
 import math
 from typing import Literal, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from pfnjax.types import Array
 
-Task = Literal["regression", "classification"]
 FeatureScaling = Literal["sqrt", "linear", "none"]
 AttentionImpl = Literal["auto", "xla", "cudnn"]
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
@@ -35,8 +35,9 @@ class ModelConfig:
 
     Attributes:
         max_features: F_max, the width of the x encoder. Unused columns must be zero.
-        num_outputs: bar-distribution buckets (regression) or classes (classification).
-        task: ``regression`` (bar-distribution logits) or ``classification`` (class logits).
+        num_outputs: width of the output logits (the head's size: bar buckets, classes...).
+        y_vocab: how context labels are embedded: 0 for real-valued y (a linear encoder), else
+            the number of label classes (an embedding table). The head decides (:mod:`pfnjax.heads`).
         d_model, num_layers, num_heads: transformer size (paper default 512 / 6 / 8).
         d_ff: MLP hidden width (default ``2 * d_model``).
         norm: ``pre`` (LayerNorm before each block, plus a final LayerNorm) or ``post``.
@@ -52,7 +53,7 @@ class ModelConfig:
 
     max_features: int
     num_outputs: int
-    task: Task = "regression"
+    y_vocab: int = 0
     d_model: int = 512
     num_layers: int = 6
     num_heads: int = 8
@@ -69,10 +70,22 @@ class ModelConfig:
             raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
-        if self.task not in ("regression", "classification"):
-            raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
+        if self.y_vocab < 0:
+            raise ValueError(f"y_vocab must be >= 0, got {self.y_vocab}")
         if self.max_features < 1 or self.num_outputs < 1:
             raise ValueError(f"max_features and num_outputs must be >= 1, got {self.max_features}, {self.num_outputs}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; also reads pfnjax 0.1 configs (a ``task`` instead of ``y_vocab``)."""
+        data = dict(data)
+        task = data.pop("task", None)
+        if task is not None and "y_vocab" not in data:
+            data["y_vocab"] = data["num_outputs"] if task == "classification" else 0
+        return cls(**data)
 
     @property
     def hidden_ff(self) -> int:
@@ -201,10 +214,10 @@ class PFNTransformer(nnx.Module):
         d, dt = cfg.d_model, cfg.dtype
         self.cfg = cfg
         self.x_encoder = nnx.Linear(cfg.max_features, d, dtype=dt, rngs=rngs)
-        if cfg.task == "regression":
+        if cfg.y_vocab == 0:
             self.y_encoder = nnx.Linear(1, d, dtype=dt, rngs=rngs)
         else:
-            self.y_encoder = nnx.Embed(cfg.num_outputs, d, dtype=dt, rngs=rngs)
+            self.y_encoder = nnx.Embed(cfg.y_vocab, d, dtype=dt, rngs=rngs)
         self.layers = nnx.List([PFNLayer(cfg, rngs) for _ in range(cfg.num_layers)])
         self.final_norm = nnx.LayerNorm(d, dtype=dt, rngs=rngs) if cfg.norm == "pre" else None
         self.head_hidden = nnx.Linear(d, cfg.hidden_ff, dtype=dt, rngs=rngs)
@@ -222,7 +235,7 @@ class PFNTransformer(nnx.Module):
         return self.x_encoder(x.astype(self.cfg.dtype))
 
     def embed_y(self, y: Array) -> Array:
-        if self.cfg.task == "regression":
+        if self.cfg.y_vocab == 0:
             return self.y_encoder(y[..., None].astype(self.cfg.dtype))
         return self.y_encoder(y.astype(jnp.int32))
 
@@ -241,6 +254,7 @@ class PFNTransformer(nnx.Module):
             single_eval_pos: ``i32[B]``, context length per dataset (>= 1).
             num_features: ``i32[B]``.
         """
+        _check_inputs(self.cfg, x, single_eval_pos, num_features, y)
         seq_len = x.shape[1]
         is_context = jnp.arange(seq_len)[None, :] < single_eval_pos[:, None]
         y_emb = jnp.where(is_context[..., None], self.embed_y(jnp.where(is_context, y, 0)), 0)
@@ -256,6 +270,7 @@ class PFNTransformer(nnx.Module):
         ``x_ctx: [B, N_ctx, F_max]``, ``y_ctx: [B, N_ctx]``; rows ``>= context_len[b]`` are padding.
         Cost O(N_ctx²); the result serves any number of query chunks.
         """
+        _check_inputs(self.cfg, x_ctx, context_len, num_features, y_ctx)
         h = self.embed_x(x_ctx, num_features) + self.embed_y(y_ctx)
         caches = []
         for layer in self.layers:
@@ -268,10 +283,22 @@ class PFNTransformer(nnx.Module):
         self, caches: list[LayerCache], x_qry: Array, context_len: Array, num_features: Array
     ) -> Array:
         """Logits ``f32[B, M, num_outputs]`` for queries ``x_qry: [B, M, F_max]`` against a cached context."""
+        _check_inputs(self.cfg, x_qry, context_len, num_features)
         h = self.embed_x(x_qry, num_features)
         for layer, cache in zip(self.layers, caches):
             h = layer(h, cache, context_len)
         return self._head(h)
+
+
+def _check_inputs(cfg: ModelConfig, x: Array, lengths: Array, num_features: Array, y: Array | None = None) -> None:
+    """Trace-time shape and dtype checks at the model's entry points (free under ``jit``)."""
+    chex.assert_rank(x, 3)
+    chex.assert_axis_dimension(x, 2, cfg.max_features)
+    chex.assert_shape([lengths, num_features], (x.shape[0],))
+    chex.assert_type([lengths, num_features], int)
+    if y is not None:
+        chex.assert_shape(y, x.shape[:2])
+        chex.assert_type(y, float if cfg.y_vocab == 0 else int)
 
 
 def count_params(model: nnx.Module) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Literal, Protocol, runtime_checkable
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -128,6 +129,9 @@ def sample_datasets(
         sep = split_fn(k_split, shape.seq_len)
         n_feat = jnp.asarray(num_features_sampler(k_feat, shape.num_features), jnp.int32)
         x, y = prior.sample_dataset(k_data, shape.seq_len, shape.num_features, n_feat, sep)
+        # a prior written by a user gets a clear message here rather than a broadcasting error later
+        chex.assert_shape(x, (shape.seq_len, shape.num_features), custom_message=f"{type(prior).__name__} x")
+        chex.assert_shape(y, (shape.seq_len,), custom_message=f"{type(prior).__name__} y")
         x = jnp.where(feature_mask(n_feat, shape.num_features), x, 0.0).astype(jnp.float32)
         return x, y, sep, n_feat
 
@@ -172,6 +176,17 @@ def make_batch_sampler(
 # --------------------------------------------------------------------------- registry
 
 _PRIOR_FACTORIES: dict[str, Callable[..., Prior]] = {}
+# config classes by class name, for rebuilding saved priors (:func:`prior_from_spec`)
+_PRIOR_CLASSES: dict[str, type] = {}
+
+
+def register_prior_class(cls: type) -> type:
+    """Class decorator: a prior config class that saved specs may name (registered priors, and
+    configs only built by factories or nested in other priors, such as mixtures)."""
+    if _PRIOR_CLASSES.get(cls.__name__, cls) is not cls:
+        raise ValueError(f"two prior classes are named {cls.__name__!r}")
+    _PRIOR_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def register_prior(name: str) -> Callable[[type], type]:
@@ -181,7 +196,7 @@ def register_prior(name: str) -> Callable[[type], type]:
         if name in _PRIOR_FACTORIES:
             raise ValueError(f"prior {name!r} is registered twice")
         _PRIOR_FACTORIES[name] = cls
-        return cls
+        return register_prior_class(cls)
 
     return wrap
 
@@ -205,18 +220,41 @@ def get_prior(name: str, **overrides) -> Prior:
     return _PRIOR_FACTORIES[name](**overrides)
 
 
-def prior_config_dict(prior: Prior) -> dict:
-    """A JSON-serialisable description of a prior config (for checkpoints and logs)."""
-    if dataclasses.is_dataclass(prior):
-        return {"class": type(prior).__name__, **_jsonable(dataclasses.asdict(prior))}
-    return {"class": type(prior).__name__}
+def prior_spec(prior: Prior) -> dict:
+    """The JSON spec of a prior config, saved with every run: ``{"class": name, field: value...}``,
+    recursively for nested prior configs. :func:`prior_from_spec` rebuilds the same prior."""
+    if not dataclasses.is_dataclass(prior) or type(prior).__name__ not in _PRIOR_CLASSES:
+        raise ValueError(f"{type(prior).__name__} is not a registered prior config class "
+                         "(decorate it with @register_prior or @register_prior_class)")
+    fields = {f.name: _spec_value(getattr(prior, f.name)) for f in dataclasses.fields(prior) if f.init}
+    return {"class": type(prior).__name__, **fields}
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+def _spec_value(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return prior_spec(value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_spec_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _spec_value(v) for k, v in value.items()}
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value
-    return repr(value)
+    raise ValueError(f"prior field value {value!r} cannot be saved as JSON")
+
+
+def prior_from_spec(spec: dict) -> Prior:
+    """Rebuild a prior from :func:`prior_spec` (JSON lists become the tuples the configs hold)."""
+    spec = dict(spec)
+    name = spec.pop("class", None)
+    if name not in _PRIOR_CLASSES:
+        raise ValueError(f"unknown prior class {name!r} in a saved spec; known: {sorted(_PRIOR_CLASSES)}")
+    spec.pop("task", None)  # not an init field; written by pfnjax 0.1
+    return _PRIOR_CLASSES[name](**{k: _from_spec_value(v) for k, v in spec.items()})
+
+
+def _from_spec_value(value):
+    if isinstance(value, dict) and "class" in value:
+        return prior_from_spec(value)
+    if isinstance(value, list):
+        return tuple(_from_spec_value(v) for v in value)
+    return value

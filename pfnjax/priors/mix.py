@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from pfnjax.priors.base import (  # noqa: F401  (split and feature-count samplers re-exported for convenience)
     Prior,
     paper_split,
+    register_prior_class,
     register_prior_factory,
     uniform_feature_count,
     uniform_split,
@@ -48,6 +49,7 @@ __all__ = [
 # --------------------------------------------------------------------------- mixtures
 
 
+@register_prior_class
 @dataclasses.dataclass(frozen=True)
 class MixturePrior:
     """Draw each dataset from ``priors[i]`` with probability ``weights[i] / sum(weights)``.
@@ -130,6 +132,7 @@ class MixturePrior:
 # --------------------------------------------------------------------------- GP -> classification
 
 
+@register_prior_class
 @dataclasses.dataclass(frozen=True)
 class GPClassificationPrior(TabularClassificationConfig):
     """A regression prior's draw (default: :class:`GPPrior`) discretised into classes like the SCM prior.

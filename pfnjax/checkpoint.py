@@ -9,6 +9,7 @@ SIGKILL) is never listed and never restored.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ _READ_OPTIONS = ocp.CheckpointManagerOptions(create=False, enable_async_checkpoi
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, empty or unreadable."""
+
+
+__all__ = ["CHECKPOINT_SUBDIR", "CheckpointError", "abstract_like", "all_steps", "checkpoint_dir", "latest_step",
+           "make_manager", "read_config", "restore", "restore_from_manager", "restore_partial", "save"]
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -131,6 +136,20 @@ def restore_from_manager(manager: ocp.CheckpointManager, abstract_state: Any, st
             f"could not restore checkpoint {manager.directory / str(step)}: {type(exc).__name__}: {exc}"
         ) from exc
     return restored.state, dict(restored.config)
+
+
+def restore_partial(run_dir: str | Path, abstract_items: dict[str, Any], step: int | None = None) -> dict[str, Any]:
+    """Restore only the named top-level entries of a saved state (``{"params": abstract_params}``):
+    inference reads the parameters without building the optimizer state that was saved with them."""
+    step = _resolve_step(run_dir, step)
+    path = checkpoint_dir(run_dir) / str(step) / "state"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # orbax notes it reads shardings from file
+            return ocp.PyTreeCheckpointer().restore(
+                path, args=ocp.args.PyTreeRestore(item=abstract_items, partial_restore=True))
+    except Exception as exc:  # orbax raises many types for corrupt or mismatched files
+        raise CheckpointError(f"could not restore checkpoint {path.parent}: {type(exc).__name__}: {exc}") from exc
 
 
 def abstract_like(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:

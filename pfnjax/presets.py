@@ -1,0 +1,78 @@
+"""Named run presets: data shape, model size and schedule, written with flat config aliases.
+
+``preset_config("tiny", prior="gp", steps=500)`` is the ``tiny`` preset for the GP prior with
+500 steps. A preset may tune priors' settings (``prior_defaults``); the caller's
+``prior_kwargs`` win. Add a preset by adding an entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pfnjax.config import TrainConfig
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Finishes in minutes on a 2-core laptop CPU (see README for its measured GP gap).
+    # 1-D GP with noise variance 0.01: the paper's 1e-4 gives near-deterministic posteriors
+    # (exact NLL -3 at 100 points) that a 0.1M-parameter model cannot resolve in minutes.
+    "tiny": dict(num_features=1, seq_len=120, split="loguniform", batch_size=32, steps=2000, lr=1e-3,
+                 warmup_steps=100, d_model=64, num_layers=3, num_heads=4, d_ff=128, num_buckets=200,
+                 border_samples=100_000, checkpoint_every=500, log_every=25,
+                 prior_defaults={"gp": {"noise": 0.01}}),
+    # For tests and smoke runs: seconds on a CPU.
+    "test": dict(num_features=2, seq_len=32, batch_size=8, steps=20, lr=1e-3, warmup_steps=2,
+                 d_model=32, num_layers=2, num_heads=2, d_ff=64, num_buckets=50, border_samples=5_000,
+                 checkpoint_every=10, log_every=5),
+    # A laptop-sized classification run (SCM / TabPFN prior).
+    "tiny-cls": dict(num_features=5, seq_len=128, batch_size=32, steps=2000, lr=1e-3, warmup_steps=100,
+                     d_model=64, num_layers=3, num_heads=4, d_ff=128, checkpoint_every=500, log_every=25),
+    # Benchmark workloads (the PyTorch reference pfns has been measured on these; benchmarks/gpu_check.sh).
+    "gp-200": dict(num_features=5, seq_len=200, batch_size=128, d_model=256, num_layers=4, num_heads=4,
+                   steps=10_000, lr=3e-4, warmup_steps=500),
+    # The 2-core-CPU reference workload (PyTorch pfns measured at 36.4 datasets/s).
+    "cpu-ref": dict(num_features=5, seq_len=200, batch_size=16, d_model=128, num_layers=4, num_heads=4,
+                    steps=100, lr=1e-3, warmup_steps=10),
+    "gp-1000": dict(num_features=5, seq_len=1000, batch_size=64, d_model=512, num_layers=6, num_heads=8,
+                    steps=10_000, lr=1e-4, warmup_steps=500),
+    # The shipped pretrained models (pfnjax/pretrained/, the default models of pfnjax.sklearn):
+    # about 10 minutes each on a 2-core CPU. 1 to 10 features per dataset, uniform context sizes 1..191.
+    "reg-tiny": dict(prior="bnn", num_features=10, min_features=1, seq_len=192, split="uniform",
+                     batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
+                     num_heads=4, d_ff=128, num_buckets=500, border_samples=200_000, checkpoint_every=500,
+                     keep_checkpoints=1, log_every=25),
+    "cls-tiny": dict(prior="scm", num_features=10, min_features=1, seq_len=192, split="uniform",
+                     batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
+                     num_heads=4, d_ff=128, max_classes=10, checkpoint_every=500, keep_checkpoints=1,
+                     log_every=25, prior_defaults={"scm": {"missing_rate": 0.02}}),
+}
+
+
+# The preset a prior trains with when none is named, by the task of its data.
+DEFAULT_PRESETS = {"regression": "tiny", "classification": "tiny-cls"}
+
+
+def default_preset(prior: str) -> str:
+    """The laptop-sized preset for the registered prior ``prior`` (``tiny`` or ``tiny-cls``)."""
+    from pfnjax.priors import get_prior, prior_names
+
+    if prior not in prior_names():
+        raise ValueError(f"unknown prior {prior!r}; choose one of {prior_names()}")
+    return DEFAULT_PRESETS.get(get_prior(prior).task, "tiny")
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """The named preset with ``overrides`` (flat aliases, see :mod:`pfnjax.config`) applied;
+    ``None`` values are ignored."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    fields = dict(PRESETS[name])
+    prior_defaults = fields.pop("prior_defaults", {})
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("warmup_steps") is None and fields.get("warmup_steps", 0) > fields.get("steps", 1):
+        fields["warmup_steps"] = fields["steps"] // 10  # a shortened run keeps a proportional warmup
+    prior = fields.get("prior", TrainConfig().prior.name)
+    fields["prior_kwargs"] = {**prior_defaults.get(prior, {}), **fields.get("prior_kwargs", {})}
+    return TrainConfig.from_flat(**fields)
+
+
+__all__ = ["DEFAULT_PRESETS", "PRESETS", "default_preset", "preset_config"]

@@ -1,0 +1,27 @@
+"""Priors and data samplers built from a run's configuration sections (:mod:`pfnjax.config`)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pfnjax.config import DataConfig, PriorConfig
+from pfnjax.priors.base import Prior, all_features, get_prior, prior_from_spec, uniform_feature_count
+from pfnjax.types import Array, PRNGKey
+
+FeatureCountSampler = Callable[[PRNGKey, int], Array]
+
+
+def build_prior(cfg: PriorConfig) -> Prior:
+    """The registered prior ``cfg.name`` with ``cfg.kwargs`` (JSON lists become tuples)."""
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.kwargs.items()}
+    return get_prior(cfg.name, **kwargs)
+
+
+def feature_count_sampler(cfg: DataConfig) -> FeatureCountSampler:
+    """Each dataset's used-feature count: all of them, or uniform on ``min_features..num_features``."""
+    if cfg.min_features is None:
+        return all_features
+    return uniform_feature_count(cfg.min_features)
+
+
+__all__ = ["FeatureCountSampler", "build_prior", "feature_count_sampler", "prior_from_spec"]
