@@ -4,7 +4,6 @@ invariances, the kriging-believer batch and the minimisation loop. The shipped `
 the model's BO quality (that is experiments/bayesopt)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
