@@ -97,10 +97,14 @@ def test_cli_flags_are_generated_from_every_field():
 
 @pytest.mark.parametrize("name", prior_names())
 def test_every_prior_is_rebuilt_from_its_saved_spec(name):
-    """The saved spec (JSON) rebuilds an equal prior that draws the same datasets."""
+    """The saved spec (JSON) rebuilds an equal (same class, same fields) prior; the regression
+    priors also draw the same datasets (the tabular ones cost half a minute to compile, and equal
+    frozen configs run the same code)."""
     prior = get_prior(name)
     rebuilt = prior_from_spec(json.loads(json.dumps(prior_spec(prior))))
-    assert rebuilt == prior
+    assert rebuilt == prior and hash(rebuilt) == hash(prior)
+    if prior.task != "regression":
+        return
     shape = BatchShape(3, 12, 2)
     a = sample_batch(prior, jax.random.key(5), shape)
     b = sample_batch(rebuilt, jax.random.key(5), shape)
