@@ -85,6 +85,7 @@ def test_prior_variants_run_their_matmuls_at_full_precision():
     variants = [
         get_prior("gp", kernel="matern52", x_dist="normal"),
         get_prior("gp_hyper", kernel="rbf"),
+        get_prior("gp_hyper", kernel="matern32", noise_prior="lognormal", irrelevant_feature_p=0.3),
         get_prior("bnn", activations=("tanh", "relu")),
     ]
     for prior in variants:

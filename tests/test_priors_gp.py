@@ -28,6 +28,8 @@ def np_kernel(kernel: str, x1, x2, lengthscale, outputscale) -> np.ndarray:
     d = cdist(np.asarray(x1, np.float64) / ls, np.asarray(x2, np.float64) / ls)
     if kernel == "rbf":
         corr = np.exp(-0.5 * d**2)
+    elif kernel == "matern32":
+        corr = (1 + np.sqrt(3) * d) * np.exp(-np.sqrt(3) * d)
     else:
         corr = (1 + np.sqrt(5) * d + 5 / 3 * d**2) * np.exp(-np.sqrt(5) * d)
     return float(outputscale) * corr
@@ -61,7 +63,7 @@ def floored_gamma_pvalues(samples: np.ndarray, a: float, rate: float, floor: flo
 # --------------------------------------------------------------------------- kernels
 
 
-@pytest.mark.parametrize("kernel", ["rbf", "matern52"])
+@pytest.mark.parametrize("kernel", ["rbf", "matern32", "matern52"])
 @pytest.mark.parametrize("lengthscale", [0.6, (0.3, 1.2, 0.7)])
 def test_kernel_matches_scipy_reference(kernel, lengthscale):
     rng = np.random.default_rng(0)
@@ -181,6 +183,35 @@ def test_hyperparameters_follow_their_gamma_priors():
     # power: reading the rate as a scale is rejected
     assert scipy.stats.kstest(ls[:, 0], scipy.stats.gamma(3.0, scale=6.0).cdf).pvalue < 1e-10
     assert scipy.stats.kstest(noise, scipy.stats.gamma(1.1, scale=0.05).cdf).pvalue < 1e-10
+
+
+def test_hebo_options_lognormal_noise_and_irrelevant_features():
+    base = gp.GPHyperPrior(kernel="matern32")
+    hebo = gp.GPHyperPrior(kernel="matern32", noise_prior="lognormal", irrelevant_feature_p=0.3)
+    keys = jax.random.split(jax.random.key(11), 3000)
+    draw = lambda prior: jax.jit(jax.vmap(lambda k: gp.sample_hyperparameters(k, prior, 4)))(keys)
+    h0, h1 = draw(base), draw(hebo)
+    log_noise = np.log(np.asarray(h1.noise, np.float64))
+    assert scipy.stats.kstest(log_noise, scipy.stats.norm(-4.63, 0.5).cdf).pvalue > 1e-3
+    assert scipy.stats.kstest(log_noise, scipy.stats.norm(-4.63, 1.0).cdf).pvalue < 1e-10  # power
+    # the options leave the other draws alone
+    np.testing.assert_array_equal(np.asarray(h0.outputscale), np.asarray(h1.outputscale))
+    ls0, ls1 = np.asarray(h0.lengthscale), np.asarray(h1.lengthscale)
+    irrelevant = np.isinf(ls1)
+    np.testing.assert_array_equal(ls1[~irrelevant], ls0[~irrelevant])
+    assert not irrelevant[:, 0].any()
+    for f in range(1, 4):
+        assert scipy.stats.binomtest(int(irrelevant[:, f].sum()), len(keys), 0.3).pvalue > 1e-3
+    # an irrelevant feature does not enter the kernel: as if its column were dropped
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(6, 3)).astype(np.float32)
+    ls = jnp.array([0.3, jnp.inf, 0.5])
+    np.testing.assert_allclose(np.asarray(gp.kernel_matrix("matern32", x, x, ls, 1.3)),
+                               np_kernel("matern32", x[:, [0, 2]], x[:, [0, 2]], [0.3, 0.5], 1.3), rtol=2e-5, atol=2e-6)
+    with pytest.raises(ValueError, match="irrelevant_feature_p"):
+        gp.GPHyperPrior(irrelevant_feature_p=1.0)
+    with pytest.raises(ValueError, match="noise_prior"):
+        gp.GPHyperPrior(noise_prior="halfcauchy")
 
 
 def test_hyperparameter_floors_bind_with_the_right_mass():

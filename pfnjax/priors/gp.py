@@ -8,8 +8,8 @@ Generative process of :class:`GPPrior` (fixed hyperparameters), per dataset:
     y_t = f(x_t) + \varepsilon_t,\ \varepsilon_t \sim \mathcal N(0, \sigma_n^2)
 
 with :math:`k(x, x') = \sigma_f^2\, r(\lVert (x - x') / \ell \rVert)`, where
-:math:`r(d) = e^{-d^2/2}` (RBF) or :math:`r(d) = (1 + \sqrt5 d + \tfrac53 d^2) e^{-\sqrt5 d}`
-(Matern-5/2). :math:`\ell` is a scalar or one lengthscale per feature (ARD).
+:math:`r(d) = e^{-d^2/2}` (RBF), :math:`r(d) = (1 + \sqrt3 d) e^{-\sqrt3 d}` (Matern-3/2) or
+:math:`r(d) = (1 + \sqrt5 d + \tfrac53 d^2) e^{-\sqrt5 d}` (Matern-5/2). :math:`\ell` is a scalar or one lengthscale per feature (ARD).
 One dataset is drawn as :math:`y = L z`, :math:`L L^\top = K + (\sigma_n^2 + \text{jitter}) I`.
 Only the used feature columns enter the kernel; the rest are zero, and a zero column
 contributes :math:`0 / \ell_f = 0` to every scaled distance, whatever :math:`\ell_f > 0`.
@@ -23,6 +23,10 @@ per dataset (Matern-5/2 ARD by default, the PFN paper's / HEBO's hyperpriors):
     \sigma_n^2 &\sim \max(\mathrm{Gamma}(1.1, \text{rate}=0.05),\ \sigma^2_{n,\min})
 
 then proceeds as :class:`GPPrior`. See :func:`sample_hyperparameters` for the key derivation.
+For Bayesian optimisation, the settings of HEBO's GP prior are options: a Matern-3/2 kernel,
+a log-normal noise prior :math:`\log \sigma_n^2 \sim \mathcal N(-4.63, 0.5^2)`, and features
+that are irrelevant to ``y`` with probability ``irrelevant_feature_p`` (infinite lengthscale; at
+least one used feature stays relevant).
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ from pfnjax.priors.base import register_prior
 from pfnjax.priors.common import X_DISTS, XDist, check_choice, sample_inputs
 from pfnjax.types import Array, BatchShape, PRNGKey
 
-Kernel = Literal["rbf", "matern52"]
+Kernel = Literal["rbf", "matern32", "matern52"]
+NoisePrior = Literal["gamma", "lognormal"]
 
-_KERNELS = ("rbf", "matern52")
+_KERNELS = ("rbf", "matern32", "matern52")
+_NOISE_PRIORS = ("gamma", "lognormal")
 
 
 class GPHyper(NamedTuple):
@@ -63,12 +69,15 @@ def kernel_matrix(kernel: Kernel, x1: Array, x2: Array, lengthscale: Array | flo
     sq = jnp.maximum(sq, 0.0)
     if kernel == "rbf":
         corr = jnp.exp(-0.5 * sq)
+    elif kernel == "matern32":
+        s3d = jnp.sqrt(3.0) * jnp.sqrt(sq + 1e-12)
+        corr = (1.0 + s3d) * jnp.exp(-s3d)
     elif kernel == "matern52":
         d = jnp.sqrt(sq + 1e-12)
         s5d = jnp.sqrt(5.0) * d
         corr = (1.0 + s5d + 5.0 / 3.0 * sq) * jnp.exp(-s5d)
     else:
-        raise ValueError(f"unknown kernel {kernel!r}; choose 'rbf' or 'matern52'")
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {_KERNELS}")
     return outputscale * corr
 
 
@@ -125,6 +134,8 @@ def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features
 
     Key derivation: ``k_ls, k_os, k_noise = split(key, 3)``; lengthscale ``f`` uses
     ``fold_in(k_ls, f)``, so the first features' lengthscales do not depend on ``max_features``.
+    A log-normal noise prior draws from ``k_noise`` and irrelevant features from
+    ``fold_in(key, 3)``, so neither option changes the other hyperparameters' draws.
     Each value is ``jax.random.gamma(k, concentration) / rate`` (one batched gamma call, which
     keeps the compiled rejection sampler single).
 
@@ -140,11 +151,25 @@ def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features
     rate = [c.lengthscale_rate] * max_features + [c.outputscale_rate, c.noise_rate]
     conc, rate = jnp.array(conc, jnp.float32), jnp.array(rate, jnp.float32)
     draws = jax.vmap(lambda k, a: jax.random.gamma(k, a, (), jnp.float32))(keys, conc) / rate
+    noise = draws[max_features + 1]
+    if c.noise_prior == "lognormal":  # the same key, so the other draws do not change
+        noise = jnp.exp(c.noise_logmean + c.noise_logstd * jax.random.normal(k_noise, (), jnp.float32))
+    lengthscale = jnp.maximum(draws[:max_features], c.lengthscale_floor)
+    if c.irrelevant_feature_p > 0:
+        lengthscale = jnp.where(irrelevant_features(jax.random.fold_in(key, 3), c.irrelevant_feature_p, max_features),
+                                jnp.inf, lengthscale)
     return GPHyper(
-        lengthscale=jnp.maximum(draws[:max_features], c.lengthscale_floor),
+        lengthscale=lengthscale,
         outputscale=jnp.maximum(draws[max_features], c.outputscale_floor),
-        noise=jnp.maximum(draws[max_features + 1], c.noise_floor),
+        noise=jnp.maximum(noise, c.noise_floor),
     )
+
+
+def irrelevant_features(key: PRNGKey, p: float, max_features: int) -> Array:
+    """``bool[max_features]``: each feature irrelevant with probability ``p``, but never feature 0,
+    so every dataset (which uses at least one feature) depends on at least one input."""
+    mask = jax.random.bernoulli(key, p, (max_features,))
+    return mask.at[0].set(False)
 
 
 @register_prior("gp_hyper")
@@ -161,6 +186,11 @@ class GPHyperPrior:
        all (concentration, rate) pairs are fields.
     2. :math:`x_t \sim \mathcal U[0, 1]^F` (or :math:`\mathcal N(0, I)`), unused columns zero.
     3. :math:`y \sim \mathcal N(0, K_{\ell, \sigma_f}(x, x) + (\sigma_n^2 + \text{jitter}) I)`.
+
+    HEBO's settings, for Bayesian optimisation: ``kernel="matern32"``, ``noise_prior="lognormal"``
+    (:math:`\log \sigma_n^2 \sim \mathcal N(\text{noise\_logmean}, \text{noise\_logstd}^2)`, default
+    :math:`\mathcal N(-4.63, 0.5^2)`), and ``irrelevant_feature_p``: each feature but the first has an
+    infinite lengthscale (no influence on ``y``) with that probability.
 
     Floors, for Cholesky stability in float32: lengthscale ``>= 1e-2`` (P(Gamma(3, 6) < 0.01) ≈ 3.4e-5,
     so the floor almost never binds), noise variance ``>= 1e-4`` (P ≈ 1.4e-6), outputscale ``>= 0``
@@ -183,11 +213,18 @@ class GPHyperPrior:
     noise_floor: float = 1e-4
     x_dist: XDist = "uniform"
     jitter: float = 1e-6
+    noise_prior: NoisePrior = "gamma"
+    noise_logmean: float = -4.63  # lognormal noise prior: mean and std of log(noise variance)
+    noise_logstd: float = 0.5
+    irrelevant_feature_p: float = 0.0
     task: str = dataclasses.field(default="regression", init=False)
 
     def __post_init__(self) -> None:
         check_choice("kernel", self.kernel, _KERNELS)
         check_choice("x_dist", self.x_dist, X_DISTS)
+        check_choice("noise_prior", self.noise_prior, _NOISE_PRIORS)
+        if not 0.0 <= self.irrelevant_feature_p < 1.0 or not self.noise_logstd > 0:
+            raise ValueError("GPHyperPrior needs 0 <= irrelevant_feature_p < 1 and noise_logstd > 0")
         for name in (
             "lengthscale_concentration",
             "lengthscale_rate",
