@@ -99,26 +99,16 @@ def _sobol(key: PRNGKey, n: int, d: int) -> np.ndarray:
     return qmc.Sobol(d, scramble=True, seed=seed).random(n)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "acquisition", "num_restarts", "steps"))
-def _maximize(graphdef: nnx.GraphDef, params, head: BarHead, caches, context_len: Array, num_features: Array,
-              best: Array, candidates: Array, lr: float, beta_quantile: float, *, acquisition: str,
-              num_restarts: int, steps: int) -> tuple[Array, Array]:
-    """The best point in ``[0, 1]^d`` (and its acquisition value): candidates, then Adam ascents."""
-    model = nnx.merge(graphdef, params)
-    pad = model.cfg.max_features - candidates.shape[-1]
+def maximize_acquisition(acq: Callable[[Array], Array], candidates: Array, *, num_restarts: int, steps: int,
+                         lr: float | Array) -> tuple[Array, Array]:
+    """``argmax`` and ``max`` over ``[0, 1]^d`` of a differentiable ``acq: f32[M, d] -> f32[M]``.
 
-    def acq(u: Array) -> Array:  # u: [M, d] in the unit cube -> [M]
-        x = jnp.pad(u, ((0, 0), (0, pad)))[None]
-        dist = head.distribution(model.predict_queries(caches, x, context_len, num_features)[0])
-        if acquisition == "ei":
-            return dist.ei(best)
-        if acquisition == "pi":
-            return dist.pi(best)
-        return dist.ucb(beta_quantile)
-
+    Scores ``candidates [N, d]``, then runs projected Adam ascents from the ``num_restarts`` best
+    (step size decaying from ``lr`` so the last steps refine; clipping to the cube reaches its
+    faces); returns the best of the ascents and the best candidate. Pure: call it under ``jit``.
+    """
     raw = acq(candidates)
     starts = candidates[jnp.argsort(-raw)[:num_restarts]]
-    # the step size decays so the last steps refine; projecting onto the cube reaches its faces
     tx = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
 
     def ascent(carry, _):
@@ -131,6 +121,38 @@ def _maximize(graphdef: nnx.GraphDef, params, head: BarHead, caches, context_len
     points = jnp.concatenate([ascended, candidates[jnp.argmax(raw)][None]])
     values = acq(points)
     return points[jnp.argmax(values)], jnp.max(values)
+
+
+def candidate_points(key: PRNGKey, best_u: np.ndarray, num_raw: int) -> np.ndarray:
+    """``num_raw`` starting candidates in ``[0, 1]^d``: half scrambled Sobol, a quarter uniform, and
+    a quarter Gaussian perturbations (std 0.05) of the best observation ``best_u``."""
+    d = best_u.shape[0]
+    k_sobol, k_uniform, k_local = jax.random.split(key, 3)
+    n_sobol, n_uniform = num_raw // 2, num_raw // 4
+    local = np.clip(best_u + 0.05 * np.asarray(jax.random.normal(k_local, (num_raw - n_sobol - n_uniform, d))),
+                    0.0, 1.0)
+    return np.concatenate([_sobol(k_sobol, n_sobol, d), np.asarray(jax.random.uniform(k_uniform, (n_uniform, d))),
+                           local])
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "acquisition", "num_restarts", "steps"))
+def _maximize(graphdef: nnx.GraphDef, params, head: BarHead, caches, context_len: Array, num_features: Array,
+              best: Array, candidates: Array, lr: float, beta_quantile: float, *, acquisition: str,
+              num_restarts: int, steps: int) -> tuple[Array, Array]:
+    """The PFN acquisition's best point in ``[0, 1]^d`` (and its value)."""
+    model = nnx.merge(graphdef, params)
+    pad = model.cfg.max_features - candidates.shape[-1]
+
+    def acq(u: Array) -> Array:  # u: [M, d] in the unit cube -> [M]
+        x = jnp.pad(u, ((0, 0), (0, pad)))[None]
+        dist = head.distribution(model.predict_queries(caches, x, context_len, num_features)[0])
+        if acquisition == "ei":
+            return dist.ei(best)
+        if acquisition == "pi":
+            return dist.pi(best)
+        return dist.ucb(beta_quantile)
+
+    return maximize_acquisition(acq, candidates, num_restarts=num_restarts, steps=steps, lr=lr)
 
 
 def suggest(
@@ -175,17 +197,10 @@ def suggest(
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if num_restarts > num_raw:
         raise ValueError(f"num_restarts={num_restarts} exceeds num_raw={num_raw}")
-    d = bounds.shape[0]
     U, z = to_unit(X, bounds), standardize_for_maximization(y)
     chosen = []
     for i in range(batch_size):
-        k_sobol, k_uniform, k_local = jax.random.split(jax.random.fold_in(key, i), 3)
-        n_sobol, n_uniform = num_raw // 2, num_raw // 4
-        best_u = U[np.argmax(z)]
-        local = np.clip(best_u + 0.05 * np.asarray(jax.random.normal(k_local, (num_raw - n_sobol - n_uniform, d))),
-                        0.0, 1.0)
-        candidates = np.concatenate([_sobol(k_sobol, n_sobol, d),
-                                     np.asarray(jax.random.uniform(k_uniform, (n_uniform, d))), local])
+        candidates = candidate_points(jax.random.fold_in(key, i), U[np.argmax(z)], num_raw)
         cache = pfn.encode(U, z)
         point, _ = _maximize(pfn.graphdef, pfn.params, pfn.head, cache.caches, cache.context_len, cache.num_features,
                              jnp.float32(z.max()), jnp.asarray(candidates, jnp.float32), lr, beta_quantile,
@@ -261,4 +276,5 @@ def minimize(
     return BOHistory(X, y, n_initial, seconds)
 
 
-__all__ = ["ACQUISITIONS", "BOHistory", "from_unit", "minimize", "standardize_for_maximization", "suggest", "to_unit"]
+__all__ = ["ACQUISITIONS", "BOHistory", "candidate_points", "from_unit", "maximize_acquisition", "minimize",
+           "standardize_for_maximization", "suggest", "to_unit"]

@@ -40,6 +40,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                      batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
                      num_heads=4, d_ff=128, num_buckets=500, border_samples=200_000, checkpoint_every=500,
                      keep_checkpoints=1, log_every=25),
+    # Bayesian optimisation (pfnjax.bo): functions on the unit cube in 1 to 6 dimensions, up to 100
+    # observations, with HEBO's GP settings (Matern-3/2 ARD, log-normal noise, irrelevant features).
+    "bo-hebo": dict(prior="gp_hyper", num_features=6, min_features=1, seq_len=128, split="uniform",
+                    batch_size=32, steps=6000, lr=5e-4, warmup_steps=300, d_model=128, num_layers=4,
+                    num_heads=4, d_ff=256, num_buckets=1000, border_samples=200_000, checkpoint_every=1000,
+                    keep_checkpoints=1, log_every=50,
+                    prior_defaults={"gp_hyper": {"kernel": "matern32", "noise_prior": "lognormal",
+                                                 "irrelevant_feature_p": 0.3}}),
     "cls-tiny": dict(prior="scm", num_features=10, min_features=1, seq_len=192, split="uniform",
                      batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
                      num_heads=4, d_ff=128, max_classes=10, checkpoint_every=500, keep_checkpoints=1,

@@ -112,3 +112,25 @@ def test_minimize_loop_is_deterministic_and_tracks_the_best(pfn):
     np.testing.assert_allclose(hist.y, [f(x) for x in hist.X])
     assert np.all(np.diff(hist.best_so_far) <= 0) and hist.best_so_far[-1] == hist.y.min()
     assert f(hist.x_best) == hist.y.min()
+
+
+def test_shipped_bo_model_fits_its_prior():
+    """``bo-hebo``: a bar-head PFN for up to 6 dimensions trained on the HEBO-style GP prior; on
+    held-out functions of that prior its NLL falls as observations accumulate, and it beats a
+    Gaussian with the context's mean and variance."""
+    from pfnjax.evaluate import HeldOutEvaluator, held_out_source
+    from pfnjax.priors.gp import GPHyperPrior
+
+    pfn = pfnjax.load("bo-hebo")
+    assert pfn.max_features == 6 and pfn.head.num_outputs == 1000
+    prior, key, sampler = held_out_source(pfn)
+    assert isinstance(prior, GPHyperPrior) and prior.kernel == "matern32" and prior.noise_prior == "lognormal"
+    ev = HeldOutEvaluator.for_pfn(pfn, prior, key, context_sizes=(5, 50), num_datasets=64, num_queries=20,
+                                  num_features_sampler=sampler)
+    metrics = ev.run(pfn.params)
+    assert metrics["nll@50"] < metrics["nll@5"] - 0.3
+    # the context-moment Gaussian on the same held-out rows
+    y = ev.data.y.astype(np.float64)
+    mu, sd = y[:, :50].mean(1, keepdims=True), y[:, :50].std(1, keepdims=True)
+    gauss = np.mean(0.5 * np.log(2 * np.pi * sd**2) + 0.5 * ((y[:, -20:] - mu) / sd) ** 2)
+    assert metrics["nll@50"] < gauss - 0.3
