@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Literal
+import typing
+from typing import Any, Callable, Literal
 
 from pfnjax.model.transformer import ATTENTION_IMPLS, AttentionImpl, ModelConfig
 
 
-SPLITS = ("uniform", "paper", "loguniform")
+Split = Literal["uniform", "paper", "loguniform"]
+SPLITS = typing.get_args(Split)
 
 
 def _check_positive(section: Any, names: tuple[str, ...]) -> None:
@@ -61,7 +63,7 @@ class DataConfig:
     num_features: int = 5
     min_features: int | None = None  # None: every dataset uses all features
     seq_len: int = 200
-    split: Literal["uniform", "paper", "loguniform"] = "uniform"
+    split: Split = "uniform"
     batch_size: int = 32
     accum_steps: int = 1
 
@@ -72,7 +74,7 @@ class DataConfig:
         if self.min_features is not None and not 1 <= self.min_features <= self.num_features:
             raise ValueError(f"min_features must be in [1, num_features={self.num_features}], got {self.min_features}")
         if self.split not in SPLITS:
-            raise ValueError(f"split must be uniform, paper or loguniform, got {self.split!r}")
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,16 +267,15 @@ ALIASES.update(_build_aliases())
 # --------------------------------------------------------------------------- command-line flags
 
 
-def _flag_type(annotation: str) -> tuple[type | None, tuple | None, bool]:
-    """``(parser type, choices, is_json)`` for a field annotation (a string: ``from __future__``)."""
-    if annotation.startswith("Literal") or annotation == "AttentionImpl":
-        choices = ATTENTION_IMPLS if annotation == "AttentionImpl" else tuple(
-            part.strip().strip("'\"") for part in annotation[len("Literal["):-1].split(","))
-        return str, choices, False
-    if annotation.startswith(("dict", "tuple")):
-        return None, None, True
-    base = annotation.split("|")[0].strip()
-    return {"int": int, "float": float, "str": str, "bool": bool}[base], None, False
+def _flag_type(hint: Any) -> tuple[Callable | None, tuple | None]:
+    """``(parser type, choices)`` for a resolved field type: a ``Literal`` gives choices, a dict or
+    tuple is parsed as JSON, ``X | None`` as ``X``."""
+    if typing.get_origin(hint) is Literal:
+        return str, typing.get_args(hint)
+    if hint is dict or typing.get_origin(hint) in (dict, tuple):
+        return json.loads, None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return (args[0] if args else hint), None
 
 
 def add_config_flags(parser: Any) -> None:
@@ -286,13 +287,14 @@ def add_config_flags(parser: Any) -> None:
     for alias, (section, field_name) in ALIASES.items():
         cls = SECTIONS[section] if section else TrainConfig
         field = next(f for f in dataclasses.fields(cls) if f.name == field_name)
-        ftype, choices, is_json = _flag_type(str(field.type))
+        ftype, choices = _flag_type(typing.get_type_hints(cls)[field_name])
+        is_json = ftype is json.loads
         names = [f"--{field.metadata.get('flag', alias).replace('_', '-')}"]
         if section:
             names.append(f"--{section}.{field_name}")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         help_text = f"{section or 'run'}.{field_name}{' (JSON)' if is_json else ''}; default {default!r}"
-        parser.add_argument(*names, dest=f"cfg__{alias}", type=json.loads if is_json else ftype, choices=choices,
+        parser.add_argument(*names, dest=f"cfg__{alias}", type=ftype, choices=choices,
                             default=None, help=help_text)
 
 

@@ -53,7 +53,7 @@ def run_one(problem: Problem, method: str, seed: int, evals: int, initial: int, 
     return {"y": y.tolist(), "seconds": seconds}
 
 
-def summarize(problems: list[Problem], results: dict, initial: int) -> str:
+def summarize(problems: list[Problem], results: dict) -> str:
     lines = ["| function | method | median final regret | IQR | median s / suggestion |", "|---|---|---:|---:|---:|"]
     for p in problems:
         for method, runs in results[p.name].items():
@@ -75,7 +75,8 @@ def plot(problems: list[Problem], results: dict, path: Path) -> None:
         for method, runs in results[p.name].items():
             curves = np.log10(np.maximum(np.stack([p.regret(np.minimum.accumulate(r["y"])) for r in runs]), 1e-8))
             n = np.arange(1, curves.shape[1] + 1)
-            mean, se = curves.mean(0), curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * curves[0]
+            mean = curves.mean(0)
+            se = curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else np.zeros_like(mean)
             ax.plot(n, mean, label=method)
             ax.fill_between(n, mean - 1.96 * se, mean + 1.96 * se, alpha=0.2)
         ax.set_title(p.name)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             results[p.name][method] = [run_one(p, method, seed, args.evals, args.initial, pfn) for seed in range(args.seeds)]
             print(f"{p.name:10s} {method:7s} {time.perf_counter() - start:7.1f} s", flush=True)
-    table = summarize(problems, results, args.initial)
+    table = summarize(problems, results)
     header = (f"{args.seeds} seeds x {args.evals} evaluations ({args.initial} random initial points), PFN model "
               f"{args.model!r}, device: {jax.devices()[0].device_kind}\n\n")
     print(header + table)

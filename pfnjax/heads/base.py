@@ -3,7 +3,7 @@ predictive distribution and saved metadata.
 
 A head is a pytree (``flax.struct``): arrays it needs, such as bar borders, are leaves, so a
 head passes into jitted functions. Heads register under a ``kind`` with :func:`register_head`
-and declare the prior ``task`` they serve; :func:`pfnjax.heads.head_for_task` picks one for a
+and declare the prior ``task`` they serve; :func:`pfnjax.heads.head_class_for_task` picks one for a
 prior. Adding a task (say ordinal regression) means one new module in ``pfnjax/heads/``.
 """
 
