@@ -35,6 +35,7 @@ _EXPORTS = {
     "PFN": "pfnjax.predict",
     "ClassProbabilities": "pfnjax.predict",
     "load": "pfnjax.predict",
+    "shipped_models": "pfnjax.predict",
     "PRESETS": "pfnjax.presets",
     "preset_config": "pfnjax.presets",
     "get_prior": "pfnjax.priors",

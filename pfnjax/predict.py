@@ -367,6 +367,11 @@ class PFN:
             raise ValueError(f"{name} contains inf")
 
 
+def shipped_models() -> list[str]:
+    """Names of the pretrained models shipped with pfnjax (loadable with ``pfnjax.load(name)``)."""
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").exists())
+
+
 def load(path: str | Path, step: int | None = None, *, attention_impl: str | None = None) -> PFN:
     """Load a trained PFN from a run directory, or a shipped pretrained model by name.
 

@@ -52,7 +52,40 @@ PRESETS: dict[str, dict[str, Any]] = {
                      batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
                      num_heads=4, d_ff=128, max_classes=10, checkpoint_every=500, keep_checkpoints=1,
                      log_every=25, prior_defaults={"scm": {"missing_rate": 0.02}}),
+    # The PFN paper's experiments (experiments/gp_mimicry, gp_hyperprior, bnn_vs_mcmc). The -cpu
+    # presets train in 15 to 25 minutes on the 2-core CPU and are shipped under their own names;
+    # the -gpu presets are their GPU scale.
+    "gp-mimicry-cpu": dict(prior="gp", num_features=5, seq_len=200, split="loguniform", batch_size=32,
+                           steps=3000, lr=1e-3, warmup_steps=250, d_model=128, num_layers=4, num_heads=4,
+                           d_ff=256, num_buckets=1000, border_samples=200_000, checkpoint_every=500,
+                           keep_checkpoints=1, log_every=50, eval_every=500, eval_datasets=128,
+                           eval_context_sizes=(2, 10, 50, 199)),
+    "gp-mimicry-gpu": dict(prior="gp", num_features=5, seq_len=1000, split="loguniform", batch_size=64,
+                           steps=12_000, lr=3e-4, warmup_steps=3000, d_model=512, num_layers=6, num_heads=8,
+                           num_buckets=1000, border_samples=1_000_000, compute_dtype="bfloat16",
+                           checkpoint_every=2000, keep_checkpoints=1, log_every=100, eval_every=2000,
+                           eval_datasets=128, eval_context_sizes=(2, 10, 100, 999)),
+    "gp-hyper-cpu": dict(prior="gp_hyper", num_features=5, seq_len=100, split="uniform", batch_size=32,
+                         steps=3000, lr=1e-3, warmup_steps=250, d_model=128, num_layers=4, num_heads=4,
+                         d_ff=256, num_buckets=1000, border_samples=200_000, checkpoint_every=500,
+                         keep_checkpoints=1, log_every=50),
+    "gp-hyper-gpu": dict(prior="gp_hyper", num_features=5, seq_len=100, split="uniform", batch_size=256,
+                         steps=20_000, lr=3e-4, warmup_steps=2000, d_model=512, num_layers=6, num_heads=8,
+                         num_buckets=1000, border_samples=1_000_000, compute_dtype="bfloat16",
+                         checkpoint_every=2000, keep_checkpoints=1, log_every=100),
+    "bnn-small-cpu": dict(prior="bnn_binary", num_features=3, seq_len=128, split="uniform", batch_size=32,
+                          steps=3000, lr=1e-3, warmup_steps=150, d_model=128, num_layers=4, num_heads=4,
+                          d_ff=256, max_classes=2, checkpoint_every=500, keep_checkpoints=1, log_every=50,
+                          prior_defaults={"bnn_binary": {"hidden": 5}}),
+    "bnn-big-cpu": dict(prior="bnn_binary", num_features=8, seq_len=128, split="uniform", batch_size=32,
+                        steps=3000, lr=1e-3, warmup_steps=150, d_model=128, num_layers=4, num_heads=4,
+                        d_ff=256, max_classes=2, checkpoint_every=500, keep_checkpoints=1, log_every=50,
+                        prior_defaults={"bnn_binary": {"hidden": 64}}),
 }
+for _size in ("small", "big"):
+    PRESETS[f"bnn-{_size}-gpu"] = {**PRESETS[f"bnn-{_size}-cpu"], "batch_size": 256, "steps": 20_000, "lr": 3e-4,
+                                   "warmup_steps": 2000, "d_model": 512, "num_layers": 6, "num_heads": 8,
+                                   "d_ff": None, "compute_dtype": "bfloat16", "checkpoint_every": 2000}
 
 
 # The preset a prior trains with when none is named, by the task of its data.
