@@ -41,7 +41,8 @@ def require(module: str) -> Any:
 def add_common_args(parser: argparse.ArgumentParser, out: Path) -> None:
     parser.add_argument("--scale", default="cpu", help=f"one of {SCALES}: the shipped 2-core-CPU models, or "
                         "GPU-sized models trained now (needs a GPU)")
-    parser.add_argument("--smoke", action="store_true", help="tiny models and few datasets: seconds, for CI")
+    parser.add_argument("--smoke", action="store_true", help="the shipped cpu models on a few datasets: "
+                        "seconds, for CI (with --retrain: tiny models trained now)")
     parser.add_argument("--retrain", action="store_true", help="train the scale's models instead of loading "
                         "the shipped ones")
     parser.add_argument("--runs", default="runs/experiments", help="where models trained now are saved "
@@ -61,24 +62,26 @@ def check_scale(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 def get_pfn(preset: str, args: argparse.Namespace, model: str | None = None) -> tuple[pfnjax.PFN, Path]:
     """The experiment's PFN for ``preset`` (``<name>-cpu`` or ``<name>-gpu``) and its run directory.
 
-    ``model`` (a shipped name or a run directory) wins; a missing one is an error. Otherwise: with
-    ``--smoke``, a few-second model of the same prior trained now; at ``cpu`` scale, the shipped
-    model of that name unless ``--retrain``; else (``gpu`` scale, or ``--retrain``) the preset
-    is trained into ``--runs/<preset>``, resuming a cut-off run.
+    ``model`` (a shipped name or a run directory) wins; a missing one is an error. Otherwise, at
+    ``cpu`` scale and with ``--smoke``: the shipped ``<name>-cpu`` model, unless ``--retrain``
+    (with ``--smoke``: a few-second model of the same prior, trained now). At ``gpu`` scale, or
+    with ``--retrain``, the preset is trained into ``--runs/<preset>``, resuming a cut-off run.
     """
     if model is not None:
         if model not in pfnjax.shipped_models() and not Path(model).exists():
             raise SystemExit(f"no model {model!r}: not a shipped model {pfnjax.shipped_models()} nor a run directory")
         path = Path(model) if Path(model).exists() else PRETRAINED_DIR / model
         return pfnjax.load(path), path
-    if args.smoke:
+    if args.smoke and not args.retrain:
+        preset = preset.rsplit("-", 1)[0] + "-cpu"  # the smoke run checks the committed pipeline
+    if args.smoke and args.retrain:
         run_dir = Path(args.runs) / f"{preset}-smoke"
         shutil.rmtree(run_dir, ignore_errors=True)
         # one device: a few-second run gains nothing from data parallelism
         result = pfnjax.train(preset_config(preset, **SMOKE_OVERRIDES), run_dir, progress=False,
                               devices=jax.devices()[:1])
         return pfnjax.PFN.from_train_result(result), run_dir
-    if args.scale == "cpu" and not args.retrain:
+    if (args.scale == "cpu" or args.smoke) and not args.retrain:
         if preset not in pfnjax.shipped_models():
             raise SystemExit(f"the shipped model {preset!r} is missing from this install; "
                              "train it with --retrain")

@@ -25,12 +25,12 @@ def _execute(name: str, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     plot = tmp_path / "quickstart_gp.png"
-    monkeypatch.setenv("PFNJAX_QUICKSTART_STEPS", "100")  # CI-sized training
+    monkeypatch.setenv("PFNJAX_QUICKSTART_STEPS", "50")  # CI-sized training
     monkeypatch.setenv("PFNJAX_QUICKSTART_PLOT", str(plot))  # keep the committed full-run plot
     nb = _execute("quickstart.ipynb", tmp_path, monkeypatch)
     assert plot.exists() and plot.stat().st_size > 10_000
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "trained 100 steps" in text and "diabetes R^2" in text and "iris accuracy" in text
+    assert "trained 50 steps" in text and "diabetes R^2" in text and "iris accuracy" in text
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
 
 
