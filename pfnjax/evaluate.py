@@ -164,7 +164,7 @@ class HeldOutEvaluator:
                     probs[idx] = np.asarray(dist.probs)
             row = EvalRow(n, float(nll.mean()), ci95(nll))
             if self.oracle is not None:
-                exact = self._exact_nll(n)
+                exact = self.exact_nll(n)
                 row.exact_nll, row.gap, row.gap_ci95 = float(exact.mean()), float((nll - exact).mean()), ci95(nll - exact)
             if probs is not None:
                 self._score_classes(row, probs, n)
@@ -182,7 +182,9 @@ class HeldOutEvaluator:
                 metrics[name] = float(np.mean(values))
         return metrics
 
-    def _exact_nll(self, n: int) -> np.ndarray:
+    def exact_nll(self, n: int) -> np.ndarray:
+        """Per-dataset mean query NLL of the exact posterior at context size ``n`` (needs an oracle;
+        computed once per size and cached, as it does not depend on the parameters)."""
         if n not in self._oracle_nll:  # the oracle does not depend on params: compute once per size
             exact = np.zeros(self.data.x.shape[0])
             batched = jax.jit(jax.vmap(self.oracle))

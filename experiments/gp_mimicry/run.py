@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     floors = {}
     for n in sizes:
         (x_c, y_c), (x_q, y_q) = data.context(slice(None), n, data.x.shape[-1]), data.queries(slice(None), data.x.shape[-1])
-        floors[n] = bucket_floor_nll(prior, pfn.borders, x_c, y_c, x_q, y_q) - evaluator._exact_nll(n)
+        floors[n] = bucket_floor_nll(prior, pfn.borders, x_c, y_c, x_q, y_q) - evaluator.exact_nll(n)
     curve = training_curve(run_dir)
     slice_sizes = (10,) if args.smoke else tuple(n for n in (2, 10, 50) if n < sizes[-1]) or sizes[:1]
     slices = slice_predictions(pfn, prior, data, slice_sizes)
