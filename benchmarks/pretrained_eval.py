@@ -1,9 +1,9 @@
 """The shipped pretrained models on held-out datasets from their own training prior.
 
-For each model (``reg-tiny``, ``cls-tiny``), draw ``--num-datasets`` datasets from the prior it was
+For each model (default ``reg-tiny``, ``cls-tiny``; ``--models`` names others), draw ``--num-datasets`` datasets from the prior it was
 trained on, with 1..F_max used features as in training (the eval PRNG stream of its config), and
 predict ``--num-queries`` held-out rows from contexts of each size, including sizes beyond the
-training sequence length (192 rows), which is what the estimators' ``max_context_size=1024`` relies on.
+training sequence length (192 rows for the tiny models), which is what the estimators' ``max_context_size=1024`` relies on.
 
 * regression: y is standardised with the context's mean and std (as ``PFNRegressor`` does) and the
   NLL is reported in the original units, next to a Gaussian with the context's mean and variance;

@@ -196,3 +196,86 @@ def stratified_subsample(rng: np.random.Generator, n: int, k: int, y_codes) -> n
     rest = np.setdiff1d(np.arange(n), first)
     extra = rng.choice(rest, size=max(0, k - len(first)), replace=False)
     return np.sort(np.concatenate([first, extra]).astype(np.int64))
+
+
+def _is_categorical_series(col) -> bool:
+    import pandas as pd
+
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
+        return True
+    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+        values = col.dropna()
+        return len(values) > 0 and all(isinstance(v, (str, bool, np.bool_)) for v in values)
+    return False
+
+
+@dataclasses.dataclass
+class CategoricalEncoder:
+    """Ordinal codes for categorical columns, fitted on the training rows.
+
+    A column is categorical if it is a pandas ``category``, ``bool`` or string column, or an object
+    column (pandas or numpy) whose values are all strings. Its levels are the category order of a
+    pandas categorical, else the sorted distinct training values; level ``k`` becomes the float ``k``,
+    as the TabPFN prior codes categorical columns with random integers. Missing values, and levels
+    not seen in training, become NaN. Other columns pass through unchanged. A pandas DataFrame stays
+    a DataFrame (so its column names reach scikit-learn); anything else is returned as given when it
+    has no categorical column.
+    """
+
+    def fit(self, X) -> "CategoricalEncoder":
+        self.categories_: dict[int, list] = {}
+        frame = self._frame(X)
+        if frame is None:
+            return self
+        for j, name in enumerate(frame.columns):
+            col = frame[name]
+            if not _is_categorical_series(col):
+                continue
+            if hasattr(col, "cat"):
+                levels = list(col.cat.categories)
+            else:
+                levels = sorted({v for v in col.dropna()}, key=lambda v: (str(type(v)), v))
+            self.categories_[j] = levels
+        return self
+
+    @staticmethod
+    def _frame(X):
+        import pandas as pd
+
+        if isinstance(X, pd.DataFrame):
+            return X
+        if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 2:
+            return pd.DataFrame(X)
+        return None
+
+    def transform(self, X):
+        """``X`` with every categorical column replaced by its float codes."""
+        import pandas as pd
+
+        if not self.categories_:
+            return X
+        frame = self._frame(X)
+        if frame is None:
+            raise ValueError("X has no categorical (string or category) columns, but the estimator was fitted "
+                             f"with categorical columns {sorted(self.categories_)}")
+        out = {}
+        for j, name in enumerate(frame.columns):
+            col = frame[name]
+            if j in self.categories_:
+                index = {level: k for k, level in enumerate(self.categories_[j])}
+                out[name] = np.array([index.get(v, np.nan) if not _is_missing(v) else np.nan
+                                      for v in col.astype(object)], np.float64)
+            else:
+                out[name] = col
+        result = pd.DataFrame(out, index=frame.index)
+        if isinstance(X, pd.DataFrame):
+            return result
+        return result.to_numpy()
+
+
+def _is_missing(value) -> bool:
+    try:
+        return bool(value != value) or value is None  # NaN, pd.NA-free float check
+    except (TypeError, ValueError):  # pd.NA raises on bool()
+        return True

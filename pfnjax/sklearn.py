@@ -20,8 +20,16 @@ that cache. What happens, following TabPFN v1's inference:
   members' logits and applies a softmax at ``softmax_temperature`` (TabPFN v1: 0.8).
 * **Context size**: above ``max_context_size`` rows each member uses its own random subsample
   (stratified so every class stays present), with a ``UserWarning``.
-* **Deterministic predictions**: queries always run in fixed-size chunks (``chunk_size``), so a
-  row's prediction does not depend on which or how many other rows are predicted with it.
+* **Bucketed shapes, deterministic predictions**: queries always run in fixed-size chunks
+  (``chunk_size``), so one compiled program serves any number of query rows and a row's prediction
+  does not depend on which or how many other rows are predicted with it; contexts are zero-padded
+  to power-of-two row counts, so training sets of similar sizes share a program too.
+* **Categorical columns** (pandas ``category``, ``bool`` or string columns) become ordinal codes
+  fitted on the training rows, as the TabPFN prior codes categories; unseen levels are missing.
+* **More classes than the model's outputs**: error-correcting output codes (``many_classes="ecoc"``,
+  :func:`ecoc_codebook`).
+* **Pickling** keeps the encoded context (host arrays): a reloaded estimator does not re-encode the
+  training data and predicts exactly as before.
 
 Checks of :func:`sklearn.utils.estimator_checks.check_estimator`: both estimators pass all of them
 with the shipped default models (``tests/test_sklearn.py`` runs them), so no check is marked as
@@ -39,11 +47,12 @@ import os
 import warnings
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
@@ -55,14 +64,22 @@ except ImportError as exc:  # scikit-learn is an optional dependency of pfnjax
 
 from pfnjax.distributions import bar
 from pfnjax.predict import PFN, load
-from pfnjax.preprocessing import ContextScaler, TargetScaler, apply_in_row_chunks, stratified_subsample
+from pfnjax.preprocessing import (
+    CategoricalEncoder,
+    ContextScaler,
+    TargetScaler,
+    apply_in_row_chunks,
+    stratified_subsample,
+)
 from pfnjax import checkpoint as ckpt
 from pfnjax.heads import BarHead, ClassHead, Head
 from pfnjax.types import Array
 
 DEFAULT_REGRESSOR = "reg-tiny"
-DEFAULT_CLASSIFIER = "cls-tiny"
+DEFAULT_CLASSIFIER = "cls-small"
 PREPROCESSING = ("power", "quantile", "standard", "none")
+CONSTANT_COLUMNS = ("error", "drop")
+MANY_CLASSES = ("ecoc", "error")
 FEATURE_SHUFFLING = ("random", "rotate", "none")
 CLASS_SHUFFLING = ("shift", "random", "none")
 
@@ -109,14 +126,17 @@ class _PFNEstimator(BaseEstimator):
             return False
 
     def __getstate__(self):
+        # The encoded context travels as host arrays: loading does not re-encode the training data,
+        # and the reloaded estimator predicts exactly what the pickled one did.
         state = dict(super().__getstate__())
-        state.pop("_context_cache", None)  # device arrays; rebuilt from the stored context on load
+        if "_context_cache" in state:
+            state["_context_cache"] = jax.tree.map(np.asarray, state["_context_cache"])
         return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if "_x_context" in self.__dict__:
-            self._context_cache = self.pfn_.encode(self._x_context, self._y_context)
+        if "_context_cache" in self.__dict__:
+            self._context_cache = jax.tree.map(jnp.asarray, self._context_cache)
 
     # ------------------------------------------------------------------ parameter checks
     def _check_params(self) -> None:
@@ -132,6 +152,8 @@ class _PFNEstimator(BaseEstimator):
             raise ValueError(f"chunk_size must be an int >= 1, got {self.chunk_size!r}")
         if self.outlier_sigma is not None and not self.outlier_sigma > 0:
             raise ValueError(f"outlier_sigma must be positive or None, got {self.outlier_sigma!r}")
+        if self.constant_columns not in CONSTANT_COLUMNS:
+            raise ValueError(f"constant_columns must be one of {CONSTANT_COLUMNS}, got {self.constant_columns!r}")
         if self._class_shuffling() not in CLASS_SHUFFLING:
             raise ValueError(f"class_shuffling must be one of {CLASS_SHUFFLING}, got {self._class_shuffling()!r}")
 
@@ -147,18 +169,38 @@ class _PFNEstimator(BaseEstimator):
         return pfn
 
     def _validate_X_y(self, X, y, pfn: PFN):
+        self.categorical_encoder_ = CategoricalEncoder().fit(X)
+        X = self.categorical_encoder_.transform(X)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=self._numeric_y,
                              ensure_all_finite="allow-nan" if pfn.trained_with_missing else True)
-        if X.shape[1] > pfn.max_features:
-            raise ValueError(f"X has {X.shape[1]} features, but model {_model_name(self.model)} supports at most "
-                             f"{pfn.max_features}; reduce the features (e.g. feature selection or PCA) or use a "
-                             "model trained with more")
-        return X, y
+        if X.shape[0] < 2:
+            raise ValueError(f"a PFN needs at least 2 training rows, got n_samples={X.shape[0]}")
+        missing = np.isnan(X).all(axis=0)
+        if missing.any():
+            raise ValueError(f"X columns {np.flatnonzero(missing).tolist()} are entirely missing (NaN) in the training "
+                             "rows; drop them")
+        with np.errstate(invalid="ignore"):
+            constant = (np.nanmax(np.where(missing, 0, X), axis=0) == np.nanmin(np.where(missing, 0, X), axis=0))
+        self.kept_columns_ = np.arange(X.shape[1])
+        if constant.any():
+            if self.constant_columns == "error":
+                raise ValueError(f"X columns {np.flatnonzero(constant).tolist()} are constant in the training rows: "
+                                 "they carry no information. Drop them, or pass constant_columns='drop'")
+            self.kept_columns_ = np.flatnonzero(~constant)
+            if self.kept_columns_.size == 0:
+                raise ValueError("every column of X is constant in the training rows")
+        if self.kept_columns_.size > pfn.max_features:
+            raise ValueError(f"X has {self.kept_columns_.size} features, but model {_model_name(self.model)} supports "
+                             f"at most {pfn.max_features}; reduce the features (e.g. feature selection or PCA) or use "
+                             "a model trained with more")
+        return X[:, self.kept_columns_], y
 
     def _validate_X(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=np.float64,
-                             ensure_all_finite="allow-nan" if self.pfn_.trained_with_missing else True)
+        X = self.categorical_encoder_.transform(X)
+        X = validate_data(self, X, reset=False, dtype=np.float64,
+                          ensure_all_finite="allow-nan" if self.pfn_.trained_with_missing else True)
+        return X[:, self.kept_columns_]
 
     # ------------------------------------------------------------------ the ensemble
     def _member_configs(self, n_rows: int, n_features: int, n_classes: int, y_codes, rng) -> list[dict]:
@@ -231,6 +273,24 @@ class _PFNEstimator(BaseEstimator):
         return np.asarray(out)
 
 
+ECOC_REDUNDANCY = 4
+
+
+def ecoc_codebook(n_classes: int, alphabet: int, rng: np.random.Generator, redundancy: int = ECOC_REDUNDANCY,
+                  max_tries: int = 100) -> np.ndarray:
+    """``int[n_classes, m]`` codebook: column ``j`` maps each class to one of ``min(alphabet, n_classes)``
+    balanced groups; ``m = redundancy * ceil(log(n_classes) / log(alphabet))``; rows are distinct."""
+    if alphabet < 2 or n_classes < 2:
+        raise ValueError(f"need n_classes >= 2 and alphabet >= 2, got {n_classes}, {alphabet}")
+    groups = min(alphabet, n_classes)
+    m = redundancy * int(np.ceil(np.log(n_classes) / np.log(groups) - 1e-9))
+    for _ in range(max_tries):
+        book = np.stack([rng.permutation(np.arange(n_classes) % groups) for _ in range(m)], axis=1)
+        if len(np.unique(book, axis=0)) == n_classes:
+            return book
+    raise RuntimeError(f"no codebook with distinct rows for {n_classes} classes in {max_tries} draws")
+
+
 _COMMON_PARAMS_DOC = """
     Parameters:
         model: a :class:`pfnjax.PFN`, the path of a run directory, or the name of a pretrained model
@@ -245,7 +305,13 @@ _COMMON_PARAMS_DOC = """
         max_context_size: at most this many training rows form a member's context; above it each
             member draws a random subsample and a ``UserWarning`` is issued.
         chunk_size: queries per model call (fixed shape: results never depend on the batch of rows).
+        constant_columns: ``"error"`` (default) raises on a column that is constant in the training
+            rows; ``"drop"`` drops such columns (at fit, and from every later X).
         random_state: seeds the permutations{shift_rs} and subsamples (int, ``RandomState`` or None).
+
+    Categorical columns (pandas ``category``, ``bool`` or string columns, or string columns of a
+    numpy object array) are encoded as ordinal codes fitted on the training rows
+    (:class:`pfnjax.preprocessing.CategoricalEncoder`); unseen levels become missing values.
 """
 
 
@@ -259,7 +325,8 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
     Fitted attributes: ``pfn_`` (the PFN), ``n_features_in_``, ``n_context_`` (context rows per
     member), ``ensemble_`` (each member's ``feature_permutation``, ``transform``, ``context_rows``),
     ``scalers_`` (each member's fitted :class:`pfnjax.preprocessing.ContextScaler`), ``y_mean_`` and
-    ``y_std_`` (the target standardisation), ``borders_`` (bar borders in the units of ``y``).
+    ``y_std_`` (the target standardisation), ``borders_`` (bar borders in the units of ``y``),
+    ``categorical_encoder_`` and ``kept_columns_`` (the columns left after ``constant_columns``).
     """
 
     _head_type = BarHead
@@ -267,7 +334,7 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
 
     def __init__(self, model=DEFAULT_REGRESSOR, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
-                 chunk_size: int = 256, random_state=None):
+                 chunk_size: int = 256, constant_columns: str = "error", random_state=None):
         self.model = model
         self.n_estimators = n_estimators
         self.preprocessing = preprocessing
@@ -275,6 +342,7 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         self.feature_shuffling = feature_shuffling
         self.max_context_size = max_context_size
         self.chunk_size = chunk_size
+        self.constant_columns = constant_columns
         self.random_state = random_state
 
     def fit(self, X, y):
@@ -325,10 +393,14 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
     {params}        class_shuffling: how member ``i > 0`` relabels the classes: ``"shift"`` (cyclic,
             ``(y + i) % C``, TabPFN v1), ``"random"`` (a random permutation) or ``"none"``.
         softmax_temperature: divides the averaged logits before the softmax (TabPFN v1: 0.8).
+        many_classes: with more classes than the model has outputs, ``"ecoc"`` (default) fits
+            error-correcting output codes (:func:`ecoc_codebook`: several PFN classifiers on random
+            balanced groupings of the classes, combined per class); ``"error"`` raises.
 
     Fitted attributes: ``classes_``, ``pfn_``, ``n_features_in_``, ``n_context_``, ``ensemble_``
     (each member's ``feature_permutation``, ``class_permutation``, ``transform``, ``context_rows``),
-    ``scalers_``.
+    ``scalers_``, ``categorical_encoder_``, ``kept_columns_``; with output codes, ``ecoc_codebook_``
+    (``int[n_classes, m]``) and ``ecoc_members_`` (one fitted classifier per code column), else None.
     """
 
     _head_type = ClassHead
@@ -336,7 +408,7 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
     def __init__(self, model=DEFAULT_CLASSIFIER, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
                  chunk_size: int = 256, class_shuffling: str = "shift", softmax_temperature: float = 0.8,
-                 random_state=None):
+                 constant_columns: str = "error", many_classes: str = "ecoc", random_state=None):
         self.model = model
         self.n_estimators = n_estimators
         self.preprocessing = preprocessing
@@ -346,6 +418,8 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
         self.chunk_size = chunk_size
         self.class_shuffling = class_shuffling
         self.softmax_temperature = softmax_temperature
+        self.constant_columns = constant_columns
+        self.many_classes = many_classes
         self.random_state = random_state
 
     def fit(self, X, y):
@@ -363,13 +437,36 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
                 f"Classifier can't train when only one class is present: y holds the single class "
                 f"{encoder.classes_[0]!r}; a PFN classifier needs at least 2 classes"
             )
-        if n_classes > pfn.max_classes:
-            raise ValueError(f"y has {n_classes} classes, but model {_model_name(self.model)} supports at most "
-                             f"{pfn.max_classes}")
+        if self.many_classes not in MANY_CLASSES:
+            raise ValueError(f"many_classes must be one of {MANY_CLASSES}, got {self.many_classes!r}")
         self.classes_ = encoder.classes_
         codes = encoder.transform(y).astype(np.int32)
+        self.ecoc_codebook_ = self.ecoc_members_ = None
+        if n_classes > pfn.max_classes:
+            if self.many_classes == "error":
+                raise ValueError(f"y has {n_classes} classes, but model {_model_name(self.model)} supports at most "
+                                 f"{pfn.max_classes}; pass many_classes='ecoc' for output codes")
+            self._fit_ecoc(X, codes, pfn)
+            return self
         self._fit_context(X, codes, pfn, n_classes, codes)
         return self
+
+    def _fit_ecoc(self, X: np.ndarray, codes: np.ndarray, pfn: PFN) -> None:
+        """Error-correcting output codes for more classes than the model has outputs.
+
+        Each of ``m`` code columns splits the classes into at most ``pfn.max_classes`` balanced groups
+        at random (rows of the codebook distinct); column ``j`` gets its own PFN classifier on the group
+        labels. ``m = ECOC_REDUNDANCY * ceil(log(C) / log(max_classes))``.
+        """
+        rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+        n_classes = len(self.classes_)
+        self.ecoc_codebook_ = ecoc_codebook(n_classes, pfn.max_classes, rng)
+        self.ecoc_members_ = []
+        for j in range(self.ecoc_codebook_.shape[1]):
+            member = clone(self).set_params(many_classes="error", model=pfn, constant_columns="drop",
+                                            random_state=int(rng.integers(2**31 - 1)))
+            self.ecoc_members_.append(member.fit(X, self.ecoc_codebook_[codes, j]))
+        self.pfn_ = pfn
 
     def _ensemble_logits(self, X) -> np.ndarray:
         """Averaged logits ``[n_rows, n_classes]`` in ``classes_`` order (before the temperature)."""
@@ -380,8 +477,23 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
         relabelled = [np.take(lg, m["class_permutation"], axis=-1) for lg, m in zip(member, self.ensemble_)]
         return np.mean(relabelled, axis=0)
 
+    def _ecoc_log_proba(self, X) -> np.ndarray:
+        """Class scores ``sum_j log p_j(group of c) - log |group of c|``, normalised over classes."""
+        X = self._validate_X(X)
+        book = self.ecoc_codebook_
+        score = np.zeros((X.shape[0], book.shape[0]))
+        for j, member in enumerate(self.ecoc_members_):
+            logp = member.predict_log_proba(X)  # columns: the groups 0..g-1 of column j
+            sizes = np.bincount(book[:, j])
+            score += logp[:, book[:, j]] - np.log(sizes[book[:, j]])
+        score -= score.max(axis=-1, keepdims=True)
+        return score - np.log(np.exp(score).sum(axis=-1, keepdims=True))
+
     def predict_log_proba(self, X) -> np.ndarray:
         """``[n_rows, n_classes]`` log class probabilities, columns in ``classes_`` order."""
+        check_is_fitted(self)
+        if self.ecoc_members_ is not None:
+            return self._ecoc_log_proba(X)
         logits = self._ensemble_logits(X).astype(np.float64) / self.softmax_temperature
         logits = logits - logits.max(axis=-1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
@@ -392,6 +504,9 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The most probable class per row (labels as given to ``fit``)."""
+        check_is_fitted(self)
+        if self.ecoc_members_ is not None:
+            return self.classes_[np.argmax(self._ecoc_log_proba(X), axis=-1)]
         logits = self._ensemble_logits(X)  # first: it raises NotFittedError before classes_ is touched
         return self.classes_[np.argmax(logits, axis=-1)]
 
@@ -402,4 +517,5 @@ PFNClassifier.__doc__ = PFNClassifier.__doc__.format(
     params=_COMMON_PARAMS_DOC.format(default=DEFAULT_CLASSIFIER, shift=", class-label shift",
                                      shift_rs=", class shifts"))
 
-__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "PFNClassifier", "PFNRegressor", "resolve_model"]
+__all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_REGRESSOR", "PFNClassifier", "PFNRegressor", "ecoc_codebook",
+           "resolve_model"]

@@ -173,7 +173,8 @@ def test_scripts_fail_clearly_on_bad_input(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name, prior", [("gp-mimicry-cpu", "gp"), ("gp-hyper-cpu", "gp_hyper"),
-                                         ("bnn-small-cpu", "bnn_binary"), ("bnn-big-cpu", "bnn_binary")])
+                                         ("bnn-small-cpu", "bnn_binary"), ("bnn-big-cpu", "bnn_binary"),
+                                         ("cls-small", "tabpfn_v1_mix"), ("reg-small", "tabular_regression_mix")])
 def test_experiment_models_are_shipped_and_match_their_presets(name, prior):
     import pfnjax
     from pfnjax.priors.base import prior_from_spec, prior_spec

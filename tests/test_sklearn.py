@@ -22,6 +22,10 @@ from pfnjax.sklearn import PFNClassifier, PFNRegressor, resolve_model
 pytestmark = pytest.mark.usefixtures("full_precision")
 
 
+# Most tests pin the small shipped models (10 features): fast, and compared with their raw PFNs.
+TINY = {PFNRegressor: "reg-tiny", PFNClassifier: "cls-tiny"}
+
+
 @pytest.fixture(scope="module")
 def reg_pfn():
     return resolve_model("reg-tiny")
@@ -57,7 +61,7 @@ def test_single_member_without_preprocessing_equals_the_raw_pfn(reg_pfn):
     the returned distribution is the raw PFN's with borders mapped to the units of y."""
     x, y = _smooth_problem(120)
     xc, yc, xq = x[:80], y[:80], x[80:]
-    est = PFNRegressor(n_estimators=1, preprocessing="none", random_state=0).fit(xc, yc)
+    est = PFNRegressor(model="reg-tiny", n_estimators=1, preprocessing="none", random_state=0).fit(xc, yc)
     mu, sigma = yc.mean(), yc.std()
     raw = reg_pfn.predict(xc, (yc - mu) / sigma, xq)  # BarDistribution in standard units
     dist = est.predict_distribution(xq)
@@ -83,7 +87,7 @@ def test_regression_ensemble_equals_manual_mixture_of_members(reg_pfn):
     of the raw PFN's predictions on the manually z-scored, permuted columns."""
     x, y = _smooth_problem(100, f=4, seed=1)
     xc, yc, xq = x[:70], y[:70], x[70:]
-    est = PFNRegressor(n_estimators=3, preprocessing="standard", outlier_sigma=None, random_state=3).fit(xc, yc)
+    est = PFNRegressor(model="reg-tiny", n_estimators=3, preprocessing="standard", outlier_sigma=None, random_state=3).fit(xc, yc)
     mean, std = xc.mean(0), xc.std(0)
     ys = (yc - yc.mean()) / yc.std()
     members = []
@@ -100,17 +104,17 @@ def test_rotation_ensemble_is_invariant_to_rotating_the_columns():
     """With one member per cyclic rotation, rotating the input columns permutes the members only."""
     x, y = _smooth_problem(90, f=3, seed=2)
     kw = dict(n_estimators=3, preprocessing="standard", feature_shuffling="rotate", random_state=0)
-    a = PFNRegressor(**kw).fit(x[:60], y[:60]).predict(x[60:])
+    a = PFNRegressor(model="reg-tiny", **kw).fit(x[:60], y[:60]).predict(x[60:])
     rot = [1, 2, 0]
-    b = PFNRegressor(**kw).fit(x[:60, rot], y[:60]).predict(x[60:, rot])
+    b = PFNRegressor(model="reg-tiny", **kw).fit(x[:60, rot], y[:60]).predict(x[60:, rot])
     np.testing.assert_allclose(a, b, rtol=1e-5)
-    c = PFNRegressor(**{**kw, "feature_shuffling": "none"}).fit(x[:60, rot], y[:60]).predict(x[60:, rot])
+    c = PFNRegressor(model="reg-tiny", **{**kw, "feature_shuffling": "none"}).fit(x[:60, rot], y[:60]).predict(x[60:, rot])
     assert np.abs(a - c).max() > 1e-4  # without the rotations the column order does matter
 
 
 def test_regressor_beats_the_mean_and_quantiles_are_ordered():
     x, y = _smooth_problem(300, seed=3)
-    est = PFNRegressor(random_state=0).fit(x[:200], y[:200])
+    est = PFNRegressor(model="reg-tiny", random_state=0).fit(x[:200], y[:200])
     pred = est.predict(x[200:])
     assert r2_score(y[200:], pred) > 0.3
     q = est.predict_quantiles(x[200:], (0.05, 0.5, 0.95))
@@ -126,7 +130,7 @@ def test_regressor_beats_the_mean_and_quantiles_are_ordered():
 def test_context_subsampling_warns_and_caps_the_context():
     x, y = _smooth_problem(150, seed=4)
     with pytest.warns(UserWarning, match="max_context_size=64"):
-        est = PFNRegressor(n_estimators=2, max_context_size=64, random_state=0).fit(x, y)
+        est = PFNRegressor(model="reg-tiny", n_estimators=2, max_context_size=64, random_state=0).fit(x, y)
     assert est.n_context_ == 64
     rows = [m["context_rows"] for m in est.ensemble_]
     assert all(len(r) == 64 for r in rows) and not np.array_equal(rows[0], rows[1])
@@ -135,7 +139,7 @@ def test_context_subsampling_warns_and_caps_the_context():
 
 def test_fitted_regressor_pickles_and_clones():
     x, y = _smooth_problem(60, seed=5)
-    est = PFNRegressor(random_state=0).fit(x[:40], y[:40])
+    est = PFNRegressor(model="reg-tiny", random_state=0).fit(x[:40], y[:40])
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.predict(x[40:]), est.predict(x[40:]))
     np.testing.assert_array_equal(clone(est).fit(x[:40], y[:40]).predict(x[40:]), est.predict(x[40:]))
@@ -150,7 +154,7 @@ def test_classifier_ensemble_equals_manual_logit_average_with_relabelled_classes
     each read back in the original class order, / T)."""
     x, y = make_blobs(n_samples=80, centers=4, n_features=3, random_state=0)
     xc, yc, xq = x[:60], y[:60], x[60:]
-    est = PFNClassifier(n_estimators=3, preprocessing="standard", outlier_sigma=None, feature_shuffling="none",
+    est = PFNClassifier(model="cls-tiny", n_estimators=3, preprocessing="standard", outlier_sigma=None, feature_shuffling="none",
                         class_shuffling=class_shuffling, softmax_temperature=0.7, random_state=1).fit(xc, yc)
     perms = [m["class_permutation"] for m in est.ensemble_]
     np.testing.assert_array_equal(perms[0], np.arange(4))
@@ -170,7 +174,7 @@ def test_classifier_ensemble_equals_manual_logit_average_with_relabelled_classes
 
 def test_classifier_single_member_equals_raw_pfn_probabilities(cls_pfn):
     x, y = make_blobs(n_samples=50, centers=2, n_features=2, random_state=3)
-    est = PFNClassifier(n_estimators=1, preprocessing="none", softmax_temperature=1.0).fit(x[:30], y[:30])
+    est = PFNClassifier(model="cls-tiny", n_estimators=1, preprocessing="none", softmax_temperature=1.0).fit(x[:30], y[:30])
     raw = cls_pfn.predict(x[:30], y[:30], x[30:]).probs
     np.testing.assert_allclose(est.predict_proba(x[30:]), raw, atol=1e-5)
 
@@ -180,26 +184,26 @@ def test_classifier_accuracy_on_iris_and_blobs():
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(y))
     tr, te = idx[:100], idx[100:]
-    est = PFNClassifier(random_state=0).fit(x[tr], y[tr])
+    est = PFNClassifier(model="cls-tiny", random_state=0).fit(x[tr], y[tr])
     assert est.score(x[te], y[te]) > 0.9
     proba = est.predict_proba(x[te])
     assert proba.shape == (50, 3)
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
     xb, yb = make_blobs(n_samples=300, centers=4, n_features=5, cluster_std=1.5, random_state=0)
-    assert PFNClassifier(random_state=0).fit(xb[:200], yb[:200]).score(xb[200:], yb[200:]) > 0.9
+    assert PFNClassifier(model="cls-tiny", random_state=0).fit(xb[:200], yb[:200]).score(xb[200:], yb[200:]) > 0.9
 
 
 def test_string_labels_round_trip_and_proba_columns_follow_classes():
     x, y = make_blobs(n_samples=90, centers=3, n_features=2, random_state=1)
     names = np.array(["setosa", "virginica", "versicolor"])[y]
-    est = PFNClassifier(random_state=0).fit(x[:60], names[:60])
+    est = PFNClassifier(model="cls-tiny", random_state=0).fit(x[:60], names[:60])
     assert list(est.classes_) == ["setosa", "versicolor", "virginica"]
     pred = est.predict(x[60:])
     assert pred.dtype.kind == "U" and set(pred) <= set(names)
     assert np.mean(pred == names[60:]) > 0.9
     # relabel so the sorted class order changes: columns move with classes_
     other = np.array(["c", "a", "b"])[y]
-    est2 = PFNClassifier(random_state=0).fit(x[:60], other[:60])
+    est2 = PFNClassifier(model="cls-tiny", random_state=0).fit(x[:60], other[:60])
     p1, p2 = est.predict_proba(x[60:]), est2.predict_proba(x[60:])
     # A PFN is only approximately invariant to relabelling (each class index has its own
     # embedding; the class-shift ensemble covers cyclic shifts, not this reflection), so the
@@ -212,7 +216,7 @@ def test_string_labels_round_trip_and_proba_columns_follow_classes():
 def test_classifier_imputes_missing_values_with_the_context_mean():
     """cls-tiny was trained with missing values: NaN in a query equals the context column mean."""
     x, y = make_blobs(n_samples=70, centers=2, n_features=3, random_state=2)
-    est = PFNClassifier(n_estimators=2, preprocessing="standard", outlier_sigma=None, random_state=0)
+    est = PFNClassifier(model="cls-tiny", n_estimators=2, preprocessing="standard", outlier_sigma=None, random_state=0)
     est.fit(x[:50], y[:50])
     q = x[50:].copy()
     q_nan = q.copy()
@@ -232,7 +236,7 @@ def test_classifier_subsample_keeps_every_class():
     y = np.r_[np.zeros(197, int), [1, 2, 2]]
     x[197:] += 5
     with pytest.warns(UserWarning, match="max_context_size"):
-        est = PFNClassifier(n_estimators=3, max_context_size=32, random_state=0).fit(x, y)
+        est = PFNClassifier(model="cls-tiny", n_estimators=3, max_context_size=32, random_state=0).fit(x, y)
     for m in est.ensemble_:
         assert set(y[m["context_rows"]]) == {0, 1, 2}
 
@@ -246,22 +250,22 @@ def test_bad_input_raises_clear_errors(Est):
     x = rng.normal(size=(30, 3))
     y = rng.normal(size=30) if Est is PFNRegressor else rng.integers(0, 3, size=30)
     with pytest.raises(NotFittedError):
-        Est().predict(x)
+        Est(model=TINY[Est]).predict(x)
     with pytest.raises(ValueError, match="supports at most 10"):
-        Est().fit(rng.normal(size=(30, 11)), y)
+        Est(model=TINY[Est]).fit(rng.normal(size=(30, 11)), y)
     with pytest.raises(ValueError, match="0 sample"):
-        Est().fit(x[:0], y[:0])
+        Est(model=TINY[Est]).fit(x[:0], y[:0])
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        Est().fit(x, y[:20])
+        Est(model=TINY[Est]).fit(x, y[:20])
     with pytest.raises(ValueError, match="infinity"):
-        Est().fit(np.where(x > 2, np.inf, x), y)
-    est = Est(random_state=0).fit(x, y)
+        Est(model=TINY[Est]).fit(np.where(x > 2, np.inf, x), y)
+    est = Est(model=TINY[Est], random_state=0).fit(x, y)
     with pytest.raises(ValueError, match="3 features"):
         est.predict(x[:, :2])
     with pytest.raises(ValueError, match="n_estimators"):
-        Est(n_estimators=0).fit(x, y)
+        Est(model=TINY[Est], n_estimators=0).fit(x, y)
     with pytest.raises(ValueError, match="preprocessing"):
-        Est(preprocessing="log").fit(x, y)
+        Est(model=TINY[Est], preprocessing="log").fit(x, y)
     wrong = "cls-tiny" if Est is PFNRegressor else "reg-tiny"
     with pytest.raises(ValueError, match="needs a"):
         Est(model=wrong).fit(x, y)
@@ -274,27 +278,27 @@ def test_regressor_rejects_nan_because_its_model_never_saw_missing_values():
     x, y = rng.normal(size=(30, 3)), rng.normal(size=30)
     x[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        PFNRegressor().fit(x, y)
-    est = PFNRegressor().fit(np.nan_to_num(x), y)
+        PFNRegressor(model="reg-tiny").fit(x, y)
+    est = PFNRegressor(model="reg-tiny").fit(np.nan_to_num(x), y)
     with pytest.raises(ValueError, match="NaN"):
         est.predict(x)
     with pytest.raises(ValueError, match="NaN"):
-        PFNRegressor().fit(np.nan_to_num(x), np.r_[y[:-1], np.nan])
+        PFNRegressor(model="reg-tiny").fit(np.nan_to_num(x), np.r_[y[:-1], np.nan])
 
 
 def test_classifier_class_count_errors():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 2))
     with pytest.raises(ValueError, match="only one class"):
-        PFNClassifier().fit(x, np.full(40, "a"))
+        PFNClassifier(model="cls-tiny").fit(x, np.full(40, "a"))
     with pytest.raises(ValueError, match="11 classes, but model 'cls-tiny' supports at most 10"):
-        PFNClassifier().fit(x, np.arange(40) % 11)
+        PFNClassifier(model="cls-tiny", many_classes="error").fit(x, np.arange(40) % 11)
     with pytest.raises(ValueError, match="Unknown label type"):
-        PFNClassifier().fit(x, rng.normal(size=40))
+        PFNClassifier(model="cls-tiny").fit(x, rng.normal(size=40))
     with pytest.raises(ValueError, match="class_shuffling"):
-        PFNClassifier(class_shuffling="sorted").fit(x, np.arange(40) % 2)
+        PFNClassifier(model="cls-tiny", class_shuffling="sorted").fit(x, np.arange(40) % 2)
     with pytest.raises(ValueError, match="softmax_temperature"):
-        PFNClassifier(softmax_temperature=0).fit(x, np.arange(40) % 2)
+        PFNClassifier(model="cls-tiny", softmax_temperature=0).fit(x, np.arange(40) % 2)
 
 
 def test_missing_scikit_learn_gives_a_clear_install_hint():

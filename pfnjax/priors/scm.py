@@ -79,7 +79,15 @@ from pfnjax.numerics import matmul
 from pfnjax.priors.base import register_prior
 from pfnjax.priors.common import ACTIVATIONS
 from pfnjax.priors.rng import RandomStream
-from pfnjax.priors.tabular import CLIP, TabularClassificationConfig, check_prob, postprocess_classification
+from pfnjax.priors.tabular import (
+    CLIP,
+    TabularClassificationConfig,
+    check_prob,
+    postprocess_classification,
+    postprocess_features,
+    soft_clip_outliers,
+    standardize,
+)
 from pfnjax.types import Array, PRNGKey
 
 # --------------------------------------------------------------------------- the SCM prior
@@ -229,6 +237,17 @@ class SCMPrior(TabularClassificationConfig):
         self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
     ) -> tuple[Array, Array, dict[str, Array]]:
         """Like :meth:`sample_dataset`, plus ``info`` (see :func:`postprocess_classification`; adds ``causal``)."""
+        rng, x, y, nf, causal = self.features_and_target(key, seq_len, max_features, num_features)
+        # 5. tabular post-processing and classes
+        x, labels, info = postprocess_classification(rng, x, y, single_eval_pos, nf, self)
+        info["causal"] = causal
+        return x, labels, info
+
+    def features_and_target(
+        self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array
+    ) -> tuple[RandomStream, Array, Array, Array, Array]:
+        """Steps 1 to 4: raw features ``f32[T, F_max]`` (unused columns zero) and the continuous target
+        ``f32[T]``, with the random stream to continue from, the used-feature count and the causal flag."""
         lb = self.max_num_layers - 1  # static number of hidden blocks
         rng = RandomStream(key, max_calls=32 + lb)
         nf = jnp.maximum(jnp.asarray(num_features, jnp.int32), 1)
@@ -309,14 +328,34 @@ class SCMPrior(TabularClassificationConfig):
         x = jnp.where(causal, x_causal, x_noncausal)
         y = jnp.where(causal, y_causal, y_noncausal)
         x = jnp.where(used[None, :], x, 0.0)
-
-        # 5. tabular post-processing and classes
-        x, labels, info = postprocess_classification(rng, x, y, single_eval_pos, nf, self)
-        info["causal"] = causal
-        return x, labels, info
+        return rng, x, y, nf, causal
 
     def sample_dataset(
         self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
     ) -> tuple[Array, Array]:
         x, y, _ = self.sample_dataset_with_info(key, seq_len, max_features, num_features, single_eval_pos)
         return x, y
+
+
+@register_prior("scm_regression")
+@dataclasses.dataclass(frozen=True)
+class SCMRegressionPrior(SCMPrior):
+    """The SCM prior with its continuous target kept: a regression prior for real tabular data.
+
+    Steps 1 to 4 and the feature post-processing (categorical columns, missing values, outlier
+    clipping, z-scoring) are :class:`SCMPrior`'s; the target ``y`` is soft-clipped at
+    ``outlier_sigma`` standard deviations (heavy-tailed targets are common in a deep random MLP) and
+    z-scored over all rows. The classification settings (``max_num_classes`` etc.) are unused.
+    """
+
+    task: str = dataclasses.field(default="regression", init=False)
+
+    def sample_dataset(
+        self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
+    ) -> tuple[Array, Array]:
+        rng, x, y, nf, _ = self.features_and_target(key, seq_len, max_features, num_features)
+        x, _ = postprocess_features(rng, x, nf, self)
+        y = jnp.nan_to_num(y.astype(jnp.float32), posinf=CLIP, neginf=-CLIP)
+        if self.outlier_sigma is not None:
+            y = soft_clip_outliers(y, self.outlier_sigma)
+        return x, standardize(y)

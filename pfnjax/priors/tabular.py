@@ -287,6 +287,20 @@ def standardize(x: Array, axis: int = 0) -> Array:
     return x
 
 
+def postprocess_features(
+    rng: RandomStream, x: Array, num_features: Array, cfg: TabularClassificationConfig
+) -> tuple[Array, Array]:
+    """Categorical columns, missing values, outlier clipping and z-scoring of the used columns of
+    ``x f32[T, F_max]`` (unused columns become 0). Returns ``(x, categorical bool[F_max])``."""
+    used = feature_mask(num_features, x.shape[1])
+    x = jnp.nan_to_num(x.astype(jnp.float32), posinf=CLIP, neginf=-CLIP)
+    x, is_cat = make_categorical(rng, x, used, cfg.categorical_feature_p, cfg.categorical_column_p, cfg.max_categories)
+    x = insert_missing(rng, x, used, cfg.missing_rate)
+    if cfg.outlier_sigma is not None:
+        x = soft_clip_outliers(x, cfg.outlier_sigma)
+    return jnp.where(used, standardize(x), 0.0), is_cat
+
+
 def postprocess_classification(
     key: PRNGKey | RandomStream,
     x: Array,
@@ -302,15 +316,7 @@ def postprocess_classification(
     (C_eff), ``rank_mode`` and ``categorical bool[F_max]``.
     """
     rng = key if isinstance(key, RandomStream) else RandomStream(key)
-    max_features = x.shape[1]
-    used = feature_mask(num_features, max_features)
-    x = jnp.nan_to_num(x.astype(jnp.float32), posinf=CLIP, neginf=-CLIP)
-    x, is_cat = make_categorical(rng, x, used, cfg.categorical_feature_p, cfg.categorical_column_p, cfg.max_categories)
-    x = insert_missing(rng, x, used, cfg.missing_rate)
-    if cfg.outlier_sigma is not None:
-        x = soft_clip_outliers(x, cfg.outlier_sigma)
-    x = jnp.where(used, standardize(x), 0.0)
-
+    x, is_cat = postprocess_features(rng, x, num_features, cfg)
     y = standardize(jnp.nan_to_num(y.astype(jnp.float32), posinf=CLIP, neginf=-CLIP))
     c = sample_num_classes(rng, cfg.max_num_classes, cfg.two_class_p, cfg.num_classes)
     labels, c_eff, rank_mode = discretize_targets(rng, y, single_eval_pos, c, cfg.max_num_classes, cfg.rank_threshold_p)
