@@ -16,7 +16,8 @@ from pfnjax.types import BatchShape
 SHAPE = BatchShape(12, 32, 5)
 
 VARIANTS = {
-    **{name: (lambda name=name: get_prior(name)) for name in prior_names()},
+    # tabular_regression_mix: a MixturePrior (covered by tabpfn_v1_mix) of components covered here
+    **{name: (lambda name=name: get_prior(name)) for name in prior_names() if name != "tabular_regression_mix"},
     "bnn_all_activations": lambda: bnn.BNNPrior(activations=("tanh", "relu", "identity")),
     "scm_missing_categorical": lambda: get_prior("scm", missing_rate=0.05, categorical_feature_p=0.5),
     "gp_classification": lambda: GPClassificationPrior(missing_rate=0.05),

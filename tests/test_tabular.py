@@ -17,10 +17,20 @@ from pfnjax import predict as predict_module
 from pfnjax.sklearn import PFNClassifier, PFNRegressor, ecoc_codebook
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments" / "tabular"))
 
-import datasets as tab_data  # noqa: E402
-import run as tab_run  # noqa: E402
+
+def _load_tabular_run():
+    """experiments/tabular/run.py under its own module name (other experiments also have a ``run``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tabular_run", ROOT / "experiments" / "tabular" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tab_run = _load_tabular_run()
+tab_data = tab_run.data
 
 pytestmark = pytest.mark.usefixtures("full_precision")
 

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Appended, not prepended: imported from tests, this folder must not shadow other experiments' ``run``.
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # experiments/common.py
+sys.path.append(str(Path(__file__).resolve().parent))
 
 from common import device_name, pyplot, require  # noqa: E402
 import baselines as bl  # noqa: E402
