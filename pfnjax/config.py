@@ -24,6 +24,8 @@ from pfnjax.model.transformer import ATTENTION_IMPLS, AttentionImpl, ModelConfig
 
 Split = Literal["uniform", "paper", "loguniform"]
 SPLITS = typing.get_args(Split)
+FeatureCountDist = Literal["uniform", "loguniform"]
+FEATURE_COUNT_DISTS = typing.get_args(FeatureCountDist)
 
 
 def _check_positive(section: Any, names: tuple[str, ...]) -> None:
@@ -62,19 +64,34 @@ class DataConfig:
 
     num_features: int = 5
     min_features: int | None = None  # None: every dataset uses all features
+    # how a dataset's used-feature count is drawn from min_features..num_features: "uniform", or
+    # "loguniform" (P(f) ~ 1/f: most datasets are narrow, as real tables are)
+    feature_count_dist: FeatureCountDist = "uniform"
     seq_len: int = 200
     split: Split = "uniform"
     batch_size: int = 32
     accum_steps: int = 1
+    # A length curriculum: ((from_step, seq_len, batch_size), ...). From each from_step on, datasets
+    # have that many rows and batches that many datasets (long contexts late in a run cost less
+    # than training on them throughout). Empty: seq_len and batch_size for the whole run.
+    stages: tuple[tuple[int, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         _check_positive(self, ("num_features", "seq_len", "batch_size", "accum_steps"))
+        object.__setattr__(self, "stages", tuple(tuple(int(v) for v in stage) for stage in self.stages))
+        starts = [stage[0] for stage in self.stages]
+        if any(len(stage) != 3 for stage in self.stages) or starts != sorted(set(starts)) or \
+                any(start < 1 or seq_len < 2 or batch < 1 for start, seq_len, batch in self.stages):
+            raise ValueError(f"stages must be (from_step >= 1, seq_len >= 2, batch_size >= 1) triples with "
+                             f"increasing from_step, got {self.stages!r}")
         if self.seq_len < 2:
             raise ValueError(f"DataConfig.seq_len must be >= 2, got {self.seq_len}")
         if self.min_features is not None and not 1 <= self.min_features <= self.num_features:
             raise ValueError(f"min_features must be in [1, num_features={self.num_features}], got {self.min_features}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.feature_count_dist not in FEATURE_COUNT_DISTS:
+            raise ValueError(f"feature_count_dist must be one of {FEATURE_COUNT_DISTS}, got {self.feature_count_dist!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +222,17 @@ class TrainConfig:
         """The architecture for a head with ``num_outputs`` logits and ``y_vocab`` label classes (0: real y)."""
         return ModelConfig(max_features=self.data.num_features, num_outputs=num_outputs, y_vocab=y_vocab,
                            **dataclasses.asdict(self.model))
+
+    def stage_configs(self) -> list[tuple[int, "TrainConfig"]]:
+        """``[(from_step, config), ...]``: the run's length-curriculum stages (:attr:`DataConfig.stages`),
+        each a config without stages whose ``seq_len`` and ``batch_size`` hold from ``from_step`` on."""
+        base = self.replace(stages=())
+        out = [(0, base)]
+        for start, seq_len, batch_size in self.data.stages:
+            if start >= self.optim.steps:
+                raise ValueError(f"stage starting at step {start} is beyond the run's {self.optim.steps} steps")
+            out.append((start, base.replace(seq_len=seq_len, batch_size=batch_size)))
+        return out
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -111,6 +111,7 @@ def query_logits(graphdef: nnx.GraphDef, params: Any, cache: ContextCache, x_qry
         x = x[None]
     model = nnx.merge(graphdef, params)
     x = jnp.pad(x, ((0, 0), (0, 0), (0, model.cfg.max_features - cache.n_features)))
+    x = jnp.where(jnp.arange(model.cfg.max_features) < cache.num_features[:, None, None], x, 0.0)
     out = model.predict_queries(cache.caches, x, cache.context_len, cache.num_features)
     return out if cache.batched else out[0]
 
@@ -195,23 +196,39 @@ class PFN:
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ public API
-    def encode(self, x_ctx, y_ctx) -> ContextCache:
+    def encode(self, x_ctx, y_ctx, num_features=None) -> ContextCache:
         """Encode a context once (``O(n_ctx²)``) for any number of :meth:`logits_from_cache` calls.
 
         ``x_ctx: [N, F]`` or ``[B, N, F]``, ``y_ctx: [N]`` or ``[B, N]`` (numpy or jax). The context
         is zero-padded to a power-of-two bucket, so similar sizes share one compiled program.
+        ``num_features`` (``int[B]``, default ``F`` for all) lets the datasets of a batch use
+        different numbers of columns: dataset ``b`` uses its first ``num_features[b]`` columns, the
+        rest are ignored (zeroed here and in the queries), exactly as if it were encoded alone.
         """
         x_ctx, y_ctx, batched = self._validate_context(x_ctx, y_ctx)
         b, n_ctx, n_feat_used = x_ctx.shape
+        counts = self._feature_counts(num_features, b, n_feat_used)
         ctx_pad = _bucket(n_ctx)
         xc = np.zeros((b, ctx_pad, self.max_features), np.float32)
         xc[:, :n_ctx, :n_feat_used] = x_ctx
+        xc *= np.arange(self.max_features) < counts[:, None, None]
         yc = np.zeros((b, ctx_pad), y_ctx.dtype)
         yc[:, :n_ctx] = y_ctx
         ctx_len = jnp.full((b,), n_ctx, jnp.int32)
-        n_feat = jnp.full((b,), n_feat_used, jnp.int32)
+        n_feat = jnp.asarray(counts, jnp.int32)
         caches = _encode_jit(self.graphdef, self.params, jnp.asarray(xc), jnp.asarray(yc), ctx_len, n_feat)
         return ContextCache(caches, ctx_len, n_feat, n_ctx, n_feat_used, batched, self.head.label_summary(y_ctx))
+
+    @staticmethod
+    def _feature_counts(num_features, batch: int, width: int) -> np.ndarray:
+        if num_features is None:
+            return np.full((batch,), width, np.int32)
+        counts = np.asarray(num_features)
+        if counts.shape != (batch,) or not np.issubdtype(counts.dtype, np.integer):
+            raise ValueError(f"num_features must be {batch} ints (one per context), got {num_features!r}")
+        if counts.min() < 1 or counts.max() > width:
+            raise ValueError(f"num_features must lie in [1, {width}] (the context's columns), got {counts.tolist()}")
+        return counts.astype(np.int32)
 
     def logits_from_cache(self, cache: ContextCache, x_qry, *, chunk_size: int = 1024,
                           pad_to_chunk: bool = False) -> Array:
@@ -228,6 +245,7 @@ class PFN:
         qry_pad = -(-n_qry // chunk) * chunk
         xq = np.zeros((b, qry_pad, self.max_features), np.float32)
         xq[:, :n_qry, :n_feat_used] = x_qry
+        xq *= np.arange(self.max_features) < np.asarray(cache.num_features)[:, None, None]
         outs = [
             _decode_jit(self.graphdef, self.params, cache.caches, jnp.asarray(xq[:, s : s + chunk]),
                         cache.context_len, cache.num_features)

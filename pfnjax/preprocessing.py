@@ -11,7 +11,11 @@ applying it to context and queries alike, in this order (TabPFN v1's inference p
 3. soft outlier clipping at ``outlier_sigma`` robust std devs (:func:`soft_clip`, the same formula
    as :func:`pfnjax.priors.scm.soft_clip_outliers`);
 4. z-score again on the context;
-5. missing values (NaN) become 0, i.e. the context column mean.
+5. missing values (NaN) become 0, i.e. the context column mean;
+6. optionally (``whitened_components > 0``) append that many whitened principal components of the
+   result (PCA on the context rows, each component scaled to unit variance there and soft-clipped
+   like the columns): a direction that separates the classes but has little variance among
+   strongly correlated columns (measurements of one size, say) becomes a column of its own.
 
 :class:`TargetScaler` standardises regression targets with the context's mean and (population)
 std and maps bar-distribution borders back to the original units: ``borders * std + mean``.
@@ -70,12 +74,16 @@ class ContextScaler:
         standardize: z-score (steps 1 and 4); ``False`` passes values through unchanged, except
             that NaN still becomes 0 when ``impute_missing``.
         impute_missing: replace NaN by 0 (the context mean after z-scoring).
+        whitened_components: append up to this many whitened principal components (step 6; fewer
+            when the context has fewer directions of non-negligible variance). Needs
+            ``standardize`` and ``impute_missing``.
     """
 
     transform: Transform = None
     outlier_sigma: float | None = 4.0
     standardize: bool = True
     impute_missing: bool = True
+    whitened_components: int = 0
 
     def fit(self, x: np.ndarray) -> "ContextScaler":
         if self.transform not in TRANSFORMS:
@@ -83,7 +91,12 @@ class ContextScaler:
         x = np.asarray(x, np.float64)
         self.n_features_ = x.shape[1]
         self.transformer_ = None
+        self.components_ = None
+        if self.whitened_components < 0:
+            raise ValueError(f"whitened_components must be >= 0, got {self.whitened_components}")
         if not self.standardize:
+            if self.whitened_components:
+                raise ValueError("whitened_components needs standardize=True")
             return self
         self.mean1_, std1 = nan_mean_std(x)
         self.std1_ = _safe_std(std1)
@@ -97,7 +110,43 @@ class ContextScaler:
             z = soft_clip(z, self.lower_, self.upper_)
         self.mean2_, std2 = nan_mean_std(z)
         self.std2_ = _safe_std(std2)
+        self.components_ = None
+        if self.whitened_components > 0:
+            if not self.impute_missing:
+                raise ValueError("whitened_components needs impute_missing=True")
+            self._fit_whitening(np.nan_to_num((z - self.mean2_) / self.std2_))
         return self
+
+    def _fit_whitening(self, z: np.ndarray) -> None:
+        """PCA of the (centred) context columns: keep directions whose std is at least 1e-3 of the
+        largest, scaled to unit variance on the context, then soft-clipped."""
+        n = z.shape[0]
+        _, sing, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+        keep = min(self.whitened_components, int(np.sum(sing > 1e-3 * max(sing[0], 1e-300))) if sing.size else 0)
+        if keep == 0:
+            return
+        directions = vt[:keep].T
+        # a fixed sign per component (its largest loading positive), as SVD's signs are arbitrary
+        directions = directions * np.sign(directions[np.argmax(np.abs(directions), axis=0), np.arange(keep)])
+        self.components_ = directions / (sing[:keep] / np.sqrt(n))
+        self.component_mean_ = z.mean(0)
+        w = (z - self.component_mean_) @ self.components_
+        if self.outlier_sigma is not None:
+            self.component_lower_, self.component_upper_ = soft_clip_bounds(w, self.outlier_sigma)
+            w = soft_clip(w, self.component_lower_, self.component_upper_)
+        self.component_shift_, scale = nan_mean_std(w)
+        self.component_scale_ = _safe_std(scale)
+
+    def _whitened(self, x: np.ndarray) -> np.ndarray:
+        w = (x - self.component_mean_) @ self.components_
+        if self.outlier_sigma is not None:
+            w = soft_clip(w, self.component_lower_, self.component_upper_)
+        return (w - self.component_shift_) / self.component_scale_
+
+    @property
+    def n_output_features(self) -> int:
+        """Columns :meth:`transform_rows` returns: the inputs plus any whitened components."""
+        return self.n_features_ + (0 if getattr(self, "components_", None) is None else self.components_.shape[1])
 
     def _apply_transformer(self, z: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -120,6 +169,8 @@ class ContextScaler:
             x = (z - self.mean2_) / self.std2_
         if self.impute_missing:
             x = np.where(np.isnan(x), 0.0, x)
+        if getattr(self, "components_", None) is not None:
+            x = np.concatenate([x, self._whitened(x)], axis=1)
         return x.astype(np.float32)
 
 

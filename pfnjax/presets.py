@@ -52,24 +52,31 @@ PRESETS: dict[str, dict[str, Any]] = {
                      batch_size=32, steps=2500, lr=1e-3, warmup_steps=100, d_model=64, num_layers=3,
                      num_heads=4, d_ff=128, max_classes=10, checkpoint_every=500, keep_checkpoints=1,
                      log_every=25, prior_defaults={"scm": {"missing_rate": 0.02}}),
-    # The default classifier (experiments/tabular): TabPFN v1's prior bag with up to 100 features and 10
-    # classes; 70 minutes on the 2-core CPU (about 7 datasets/s, sharing it with the benchmark's baselines).
-    "cls-small": dict(prior="tabpfn_v1_mix", num_features=100, min_features=1, seq_len=512, split="uniform",
-                      batch_size=16, steps=1800, lr=1e-3, warmup_steps=200, d_model=128, num_layers=4,
-                      num_heads=4, d_ff=256, max_classes=10, checkpoint_every=200, keep_checkpoints=1,
-                      log_every=25, prior_defaults={"tabpfn_v1_mix": {"missing_rate": 0.02}}),
-    # TabPFN v1's size (d=512, 12 layers, 1,024 rows) for a GPU. Not yet run on one, so its steps are a
-    # guess at a 25 GPU-minute budget, to be set from benchmarks/train_throughput.py.
-    "cls-base": dict(prior="tabpfn_v1_mix", num_features=100, min_features=1, seq_len=1024, split="uniform",
-                     batch_size=64, steps=6000, lr=3e-4, warmup_steps=500, d_model=512, num_layers=12,
-                     num_heads=8, d_ff=1024, max_classes=10, compute_dtype="bfloat16", checkpoint_every=500,
-                     keep_checkpoints=1, log_every=50, prior_defaults={"tabpfn_v1_mix": {"missing_rate": 0.02}}),
-    # The default regressor: the tabular regression prior bag (BNN, GP with hyperpriors, SCM targets),
-    # up to 50 features; 13 minutes on the 2-core CPU.
-    "reg-small": dict(prior="tabular_regression_mix", num_features=50, min_features=1, seq_len=256,
-                      split="uniform", batch_size=16, steps=1200, lr=1e-3, warmup_steps=100, d_model=128,
-                      num_layers=4, num_heads=4, d_ff=256, num_buckets=1000, border_samples=200_000,
-                      checkpoint_every=200, keep_checkpoints=1, log_every=25),
+    # The default classifier (experiments/tabular): TabPFN v1's prior bag with up to 100 features
+    # (log-uniform counts: uniform ones left a model on the class-frequency plateau longer) and 10
+    # classes; 2,900 steps of 256-row datasets, then 300 of 1,024 rows. About 90 minutes on the 2-core CPU.
+    "cls-small": dict(prior="tabpfn_v1_mix", num_features=100, min_features=1, feature_count_dist="loguniform",
+                      seq_len=256, split="uniform", batch_size=32, stages=((2900, 1024, 8),), steps=3200, lr=1e-3,
+                      warmup_steps=200, min_lr_ratio=0.05, d_model=128, num_layers=4, num_heads=4, d_ff=256,
+                      max_classes=10, checkpoint_every=100, keep_checkpoints=1, log_every=25,
+                      prior_defaults={"tabpfn_v1_mix": {"missing_rate": 0.02}}),
+    # TabPFN v1's size (d=512, 12 layers, up to 1,024 rows) for a GPU, with cls-small's feature counts and
+    # length curriculum. Not yet run on one, so its steps are a guess at a 25 GPU-minute budget, to be
+    # set from benchmarks/train_throughput.py.
+    "cls-base": dict(prior="tabpfn_v1_mix", num_features=100, min_features=1, feature_count_dist="loguniform",
+                     seq_len=256, split="uniform", batch_size=128, stages=((8000, 1024, 64),), steps=9000, lr=3e-4,
+                     warmup_steps=500, min_lr_ratio=0.05, d_model=512, num_layers=12, num_heads=8, d_ff=1024,
+                     max_classes=10, compute_dtype="bfloat16", checkpoint_every=500, keep_checkpoints=1,
+                     log_every=50, prior_defaults={"tabpfn_v1_mix": {"missing_rate": 0.02}}),
+    # A regressor for real tables: the tabular regression prior bag (BNN, GP with hyperpriors, SCM
+    # targets), up to 50 features drawn log-uniformly (uniform counts kept a first run on the
+    # marginal's plateau), 2,000 steps of 256-row datasets, then 200 of 1,024 rows; about 50 minutes
+    # on the 2-core CPU.
+    "reg-small": dict(prior="tabular_regression_mix", num_features=50, min_features=1,
+                      feature_count_dist="loguniform", seq_len=256, split="uniform", batch_size=32,
+                      stages=((2000, 1024, 8),), steps=2200, lr=1e-3, warmup_steps=200, min_lr_ratio=0.05,
+                      d_model=128, num_layers=4, num_heads=4, d_ff=256, num_buckets=1000, border_samples=200_000,
+                      checkpoint_every=100, keep_checkpoints=1, log_every=25),
     # The PFN paper's experiments (experiments/gp_mimicry, gp_hyperprior, bnn_vs_mcmc). The -cpu
     # presets train in 15 to 25 minutes on the 2-core CPU and are shipped under their own names;
     # the -gpu presets are their GPU scale.

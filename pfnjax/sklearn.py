@@ -26,6 +26,12 @@ that cache. What happens, following TabPFN v1's inference:
   to power-of-two row counts, so training sets of similar sizes share a program too.
 * **Categorical columns** (pandas ``category``, ``bool`` or string columns) become ordinal codes
   fitted on the training rows, as the TabPFN prior codes categories; unseen levels are missing.
+  With ``categorical_encoding="mixed"`` (default) half the members see columns of 3 to 10 levels
+  as one-hot indicators instead: a code order such as Bad / Good / Medium hides a linear effect
+  that indicators show.
+* **Whitened principal components** (``svd_features="mixed"``, default): the same members also see
+  the whitened principal components of their columns as extra columns, so a separating direction
+  of little variance among correlated columns is a column of its own.
 * **More classes than the model's outputs**: error-correcting output codes (``many_classes="ecoc"``,
   :func:`ecoc_codebook`).
 * **Pickling** keeps the encoded context (host arrays): a reloaded estimator does not re-encode the
@@ -82,6 +88,9 @@ CONSTANT_COLUMNS = ("error", "drop")
 MANY_CLASSES = ("ecoc", "error")
 FEATURE_SHUFFLING = ("random", "rotate", "none")
 CLASS_SHUFFLING = ("shift", "random", "none")
+CATEGORICAL_ENCODINGS = ("ordinal", "onehot", "mixed")
+SVD_FEATURES = ("none", "mixed", "all")
+MAX_ONEHOT_LEVELS = 10  # categorical columns with more levels stay ordinal codes
 
 _MODEL_CACHE: dict[str, PFN] = {}
 
@@ -154,6 +163,11 @@ class _PFNEstimator(BaseEstimator):
             raise ValueError(f"outlier_sigma must be positive or None, got {self.outlier_sigma!r}")
         if self.constant_columns not in CONSTANT_COLUMNS:
             raise ValueError(f"constant_columns must be one of {CONSTANT_COLUMNS}, got {self.constant_columns!r}")
+        if self.categorical_encoding not in CATEGORICAL_ENCODINGS:
+            raise ValueError(f"categorical_encoding must be one of {CATEGORICAL_ENCODINGS}, "
+                             f"got {self.categorical_encoding!r}")
+        if self.svd_features not in SVD_FEATURES:
+            raise ValueError(f"svd_features must be one of {SVD_FEATURES}, got {self.svd_features!r}")
         if self._class_shuffling() not in CLASS_SHUFFLING:
             raise ValueError(f"class_shuffling must be one of {CLASS_SHUFFLING}, got {self._class_shuffling()!r}")
 
@@ -193,6 +207,10 @@ class _PFNEstimator(BaseEstimator):
             raise ValueError(f"X has {self.kept_columns_.size} features, but model {_model_name(self.model)} supports "
                              f"at most {pfn.max_features}; reduce the features (e.g. feature selection or PCA) or use "
                              "a model trained with more")
+        # level counts of the kept categorical columns, by position among the kept columns
+        categories = self.categorical_encoder_.categories_
+        self.categorical_levels_ = {pos: len(categories[j]) for pos, j in enumerate(self.kept_columns_)
+                                    if j in categories}
         return X[:, self.kept_columns_], y
 
     def _validate_X(self, X) -> np.ndarray:
@@ -227,9 +245,39 @@ class _PFNEstimator(BaseEstimator):
             rows = None
             if n_rows > self.max_context_size:
                 rows = stratified_subsample(rng, n_rows, self.max_context_size, y_codes)
+            second_half = i // 2 % 2 == 1  # members 2, 3, 6, 7, ...: the "mixed" options' other half
+            onehot = self.categorical_encoding == "onehot" or (self.categorical_encoding == "mixed" and second_half)
+            svd = self.svd_features == "all" or (self.svd_features == "mixed" and second_half)
             members.append({"feature_permutation": perm, "class_permutation": classes, "transform": transform,
-                            "context_rows": rows})
+                            "context_rows": rows, "onehot": self._onehot_columns(perm) if onehot else {},
+                            "svd": svd})
         return members
+
+    def _onehot_columns(self, perm: np.ndarray) -> dict[int, int]:
+        """``{position in the permuted columns: levels}`` of the categorical columns a one-hot member
+        expands (3 to ``MAX_ONEHOT_LEVELS`` levels; two levels already are one indicator), or ``{}``
+        when the expanded table would be wider than the model."""
+        expand = {p: self.categorical_levels_[c] for p, c in enumerate(perm)
+                  if 3 <= self.categorical_levels_.get(int(c), 0) <= MAX_ONEHOT_LEVELS}
+        width = len(perm) + sum(k - 1 for k in expand.values())
+        return expand if width <= self.pfn_max_features_ else {}
+
+    @staticmethod
+    def _member_columns(X: np.ndarray, member: dict) -> np.ndarray:
+        """The member's view of X: its column order, with its one-hot columns expanded into
+        indicators (a missing code is missing in every indicator)."""
+        x = X[:, member["feature_permutation"]]
+        if not member["onehot"]:
+            return x
+        parts = []
+        for p in range(x.shape[1]):
+            levels = member["onehot"].get(p)
+            if levels is None:
+                parts.append(x[:, p:p + 1])
+                continue
+            indicators = (x[:, p:p + 1] == np.arange(levels)[None, :]).astype(np.float64)
+            parts.append(np.where(np.isnan(x[:, p:p + 1]), np.nan, indicators))
+        return np.concatenate(parts, axis=1)
 
     def _fit_context(self, X: np.ndarray, y_model: np.ndarray, pfn: PFN, n_classes: int, y_codes) -> None:
         """Preprocess each member's context, stack them as a batch and encode it once."""
@@ -243,17 +291,21 @@ class _PFNEstimator(BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
+        self.pfn_max_features_ = pfn.max_features
         self.ensemble_ = self._member_configs(n_rows, X.shape[1], n_classes, y_codes, rng)
         self.scalers_ = []
         xs, ys = [], []
         for m in self.ensemble_:
             rows = slice(None) if m["context_rows"] is None else m["context_rows"]
-            x_m = X[rows][:, m["feature_permutation"]]
+            x_m = self._member_columns(X[rows], m)
+            standardize = self.preprocessing != "none"
+            room = pfn.max_features - x_m.shape[1]
             scaler = ContextScaler(
                 transform=m["transform"],
                 outlier_sigma=self.outlier_sigma,
-                standardize=self.preprocessing != "none",
+                standardize=standardize,
                 impute_missing=True,
+                whitened_components=min(x_m.shape[1], room) if m["svd"] and standardize and x_m.shape[1] > 1 else 0,
             ).fit(x_m)
             self.scalers_.append(scaler)
             xs.append(scaler.transform_rows(x_m))
@@ -263,14 +315,22 @@ class _PFNEstimator(BaseEstimator):
             ys.append(y_m)
         self.pfn_ = pfn
         self.n_context_ = xs[0].shape[0]
-        self._x_context, self._y_context = np.stack(xs), np.stack(ys)
-        self._context_cache = pfn.encode(self._x_context, self._y_context)
+        # members may differ in width (one-hot columns): zero-padded, each with its own column count
+        self._member_widths = np.array([x.shape[1] for x in xs], np.int32)
+        self._x_context, self._y_context = _stack_padded(xs), np.stack(ys)
+        self._context_cache = pfn.encode(self._x_context, self._y_context, num_features=self._member_widths)
 
     def _member_logits(self, X: np.ndarray) -> np.ndarray:
         """``f32[n_estimators, n_rows, num_outputs]``: every member's logits for the rows of X."""
-        xq = np.stack([s.transform_rows(X[:, m["feature_permutation"]]) for s, m in zip(self.scalers_, self.ensemble_)])
+        xq = _stack_padded([s.transform_rows(self._member_columns(X, m)) for s, m in zip(self.scalers_, self.ensemble_)])
         out = self.pfn_.logits_from_cache(self._context_cache, xq, chunk_size=self.chunk_size, pad_to_chunk=True)
         return np.asarray(out)
+
+
+def _stack_padded(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack ``[rows, width_i]`` arrays into ``[n, rows, max width]``, zero-padding the narrower ones."""
+    width = max(a.shape[1] for a in arrays)
+    return np.stack([np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in arrays])
 
 
 ECOC_REDUNDANCY = 4
@@ -307,6 +367,14 @@ _COMMON_PARAMS_DOC = """
         chunk_size: queries per model call (fixed shape: results never depend on the batch of rows).
         constant_columns: ``"error"`` (default) raises on a column that is constant in the training
             rows; ``"drop"`` drops such columns (at fit, and from every later X).
+        categorical_encoding: how members see categorical columns: ``"ordinal"`` codes (the
+            levels' order), ``"onehot"`` indicators for columns of 3 to ``MAX_ONEHOT_LEVELS`` levels,
+            or ``"mixed"`` (default): members 2, 3, 6, 7, ... one-hot, the others ordinal. A member
+            falls back to codes when the indicators would make the table wider than the model.
+        svd_features: members that also see whitened principal components of their columns
+            (:class:`pfnjax.preprocessing.ContextScaler`, fitted on the training rows) appended as
+            extra columns: ``"none"``, ``"mixed"`` (default: members 2, 3, 6, 7, ...) or ``"all"``.
+            As many components as columns, or as fit in the model's width.
         random_state: seeds the permutations{shift_rs} and subsamples (int, ``RandomState`` or None).
 
     Categorical columns (pandas ``category``, ``bool`` or string columns, or string columns of a
@@ -323,10 +391,12 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
     quantile, pdf, cdf, sample, EI, ...) in the original units of ``y``.
     {params}
     Fitted attributes: ``pfn_`` (the PFN), ``n_features_in_``, ``n_context_`` (context rows per
-    member), ``ensemble_`` (each member's ``feature_permutation``, ``transform``, ``context_rows``),
-    ``scalers_`` (each member's fitted :class:`pfnjax.preprocessing.ContextScaler`), ``y_mean_`` and
-    ``y_std_`` (the target standardisation), ``borders_`` (bar borders in the units of ``y``),
-    ``categorical_encoder_`` and ``kept_columns_`` (the columns left after ``constant_columns``).
+    member), ``ensemble_`` (each member's ``feature_permutation``, ``transform``, ``context_rows``,
+    ``onehot`` (expanded column positions and their levels) and ``svd``), ``scalers_`` (each
+    member's fitted :class:`pfnjax.preprocessing.ContextScaler`), ``y_mean_`` and ``y_std_`` (the
+    target standardisation), ``borders_`` (bar borders in the units of ``y``),
+    ``categorical_encoder_``, ``categorical_levels_`` and ``kept_columns_`` (the columns left after
+    ``constant_columns``).
     """
 
     _head_type = BarHead
@@ -334,7 +404,8 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
 
     def __init__(self, model=DEFAULT_REGRESSOR, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
-                 chunk_size: int = 256, constant_columns: str = "error", random_state=None):
+                 chunk_size: int = 256, constant_columns: str = "error", categorical_encoding: str = "mixed",
+                 svd_features: str = "mixed", random_state=None):
         self.model = model
         self.n_estimators = n_estimators
         self.preprocessing = preprocessing
@@ -343,6 +414,8 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         self.max_context_size = max_context_size
         self.chunk_size = chunk_size
         self.constant_columns = constant_columns
+        self.categorical_encoding = categorical_encoding
+        self.svd_features = svd_features
         self.random_state = random_state
 
     def fit(self, X, y):
@@ -398,8 +471,9 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
             balanced groupings of the classes, combined per class); ``"error"`` raises.
 
     Fitted attributes: ``classes_``, ``pfn_``, ``n_features_in_``, ``n_context_``, ``ensemble_``
-    (each member's ``feature_permutation``, ``class_permutation``, ``transform``, ``context_rows``),
-    ``scalers_``, ``categorical_encoder_``, ``kept_columns_``; with output codes, ``ecoc_codebook_``
+    (each member's ``feature_permutation``, ``class_permutation``, ``transform``, ``context_rows``,
+    ``onehot``, ``svd``), ``scalers_``, ``categorical_encoder_``, ``categorical_levels_`` (level
+    counts of the kept categorical columns), ``kept_columns_``; with output codes, ``ecoc_codebook_``
     (``int[n_classes, m]``) and ``ecoc_members_`` (one fitted classifier per code column), else None.
     """
 
@@ -408,7 +482,8 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
     def __init__(self, model=DEFAULT_CLASSIFIER, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
                  chunk_size: int = 256, class_shuffling: str = "shift", softmax_temperature: float = 0.8,
-                 constant_columns: str = "error", many_classes: str = "ecoc", random_state=None):
+                 constant_columns: str = "error", categorical_encoding: str = "mixed", svd_features: str = "mixed",
+                 many_classes: str = "ecoc", random_state=None):
         self.model = model
         self.n_estimators = n_estimators
         self.preprocessing = preprocessing
@@ -419,6 +494,8 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
         self.class_shuffling = class_shuffling
         self.softmax_temperature = softmax_temperature
         self.constant_columns = constant_columns
+        self.categorical_encoding = categorical_encoding
+        self.svd_features = svd_features
         self.many_classes = many_classes
         self.random_state = random_state
 

@@ -63,6 +63,10 @@ def test_legacy_flat_dict_loads_as_nested():
     (dict(steps=10, warmup_steps=20), "warmup_steps"),
     (dict(batch_size=True), "positive int"),
     (dict(eval_every=-1), "eval_every"),
+    (dict(feature_count_dist="normal"), "feature_count_dist"),
+    (dict(stages=((10, 64, 8), (5, 128, 4))), "increasing from_step"),
+    (dict(stages=((10, 1, 8),)), "seq_len >= 2"),
+    (dict(stages=((10, 64),)), "triples"),
 ])
 def test_invalid_values_raise(bad, match):
     with pytest.raises(ValueError, match=match):

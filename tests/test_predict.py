@@ -82,6 +82,22 @@ def test_one_encoded_context_serves_several_query_sets():
         pfn.logits_from_cache(cache, x_qry[None])
 
 
+def test_per_context_feature_counts_equal_encoding_each_context_alone():
+    pfn = _pfn(max_features=5)
+    rng = np.random.default_rng(3)
+    x_ctx, x_qry, y_ctx = rng.normal(size=(2, 40, 4)), rng.normal(size=(2, 9, 4)), rng.normal(size=(2, 40))
+    cache = pfn.encode(x_ctx, y_ctx, num_features=np.array([2, 4]))
+    both = pfn.logits_from_cache(cache, x_qry)
+    narrow = pfn.logits_uncached(x_ctx[0, :, :2], y_ctx[0], x_qry[0, :, :2])  # columns 2, 3 of context 0 ignored
+    np.testing.assert_allclose(both[0], narrow, atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(both[1], pfn.logits_uncached(x_ctx[1], y_ctx[1], x_qry[1]), atol=2e-5, rtol=1e-5)
+    pure = pfn.query_logits(cache, jnp.asarray(x_qry, jnp.float32))
+    np.testing.assert_allclose(pure, both, atol=2e-5, rtol=1e-5)
+    for bad in (np.array([0, 4]), np.array([2, 5]), np.array([2]), np.array([2.0, 4.0])):
+        with pytest.raises(ValueError, match="num_features"):
+            pfn.encode(x_ctx, y_ctx, num_features=bad)
+
+
 def test_classification_predict_from_cache_uses_the_context_classes():
     pfn = _pfn("classification")
     x_ctx, y_ctx, x_qry = _data(20, 8, task="classification")

@@ -93,6 +93,40 @@ def test_constant_column_maps_to_zero_instead_of_dividing_by_zero():
     assert np.isfinite(out).all()
 
 
+def test_whitened_components_are_sklearn_pca_whitening_of_the_scaled_context():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(120, 3))
+    x = np.column_stack([base, base[:, 0] + 0.01 * rng.normal(size=120)])  # two nearly collinear columns
+    ctx, qry = x[:80], x[80:]
+    plain = ContextScaler(outlier_sigma=None).fit(ctx)
+    scaler = ContextScaler(outlier_sigma=None, whitened_components=4).fit(ctx)
+    out_ctx, out_qry = scaler.transform_rows(ctx), scaler.transform_rows(qry)
+    assert scaler.n_output_features == 8 and out_ctx.shape == (80, 8)
+    np.testing.assert_allclose(out_ctx[:, :4], plain.transform_rows(ctx), atol=1e-6)  # the columns come first
+    pca = PCA(whiten=True).fit(plain.transform_rows(ctx).astype(np.float64))
+    ref_ctx, ref_qry = pca.transform(plain.transform_rows(ctx)), pca.transform(plain.transform_rows(qry))
+    sign = np.sign(np.sum(out_ctx[:, 4:] * ref_ctx, axis=0))
+    # sklearn whitens to unit n - 1 variance, the scaler to unit population variance
+    np.testing.assert_allclose(out_ctx[:, 4:] * sign, ref_ctx * np.sqrt(80 / 79), atol=2e-4)
+    np.testing.assert_allclose(out_qry[:, 4:] * sign, ref_qry * np.sqrt(80 / 79), atol=2e-4)
+    np.testing.assert_allclose(np.cov(out_ctx[:, 4:].T, bias=True), np.eye(4), atol=1e-4)
+    # the low-variance direction (column 3 minus column 0) is a unit-variance column of its own
+    z = plain.transform_rows(ctx)
+    assert np.abs(np.corrcoef(out_ctx[:, 7], z[:, 3] - z[:, 0])[0, 1]) > 0.95
+    # each component's largest loading is positive, so a column permutation leaves them unchanged
+    perm = [2, 0, 3, 1]
+    permuted = ContextScaler(outlier_sigma=None, whitened_components=4).fit(ctx[:, perm])
+    np.testing.assert_allclose(permuted.transform_rows(qry[:, perm])[:, 4:], out_qry[:, 4:], atol=1e-4)
+    # exactly duplicated columns add no component; the cap is honoured
+    dup = ContextScaler(whitened_components=5).fit(np.column_stack([base[:80], base[:80, :1]]))
+    assert dup.n_output_features == 4 + 3
+    assert ContextScaler(whitened_components=2).fit(ctx).n_output_features == 6
+    with pytest.raises(ValueError, match="standardize"):
+        ContextScaler(standardize=False, whitened_components=2).fit(ctx)
+
+
 def test_target_scaler_round_trips_and_maps_borders():
     y = np.random.default_rng(2).normal(50.0, 8.0, 100)
     ts = TargetScaler().fit(y)

@@ -232,6 +232,26 @@ def test_lengthscales_do_not_depend_on_max_features():
     assert float(h3.noise) == float(h6.noise) and float(h3.outputscale) == float(h6.outputscale)
 
 
+def test_dimension_scaled_lengthscales_are_the_plain_draws_times_sqrt_used_features():
+    plain, scaled = gp.GPHyperPrior(irrelevant_feature_p=0.3), gp.GPHyperPrior(irrelevant_feature_p=0.3,
+                                                                              lengthscale_dim_scaling=True)
+    k = jax.random.key(5)
+    for n in (1, 4, 9):
+        h0, h1 = gp.sample_hyperparameters(k, plain, 9), gp.sample_hyperparameters(k, scaled, 9, jnp.int32(n))
+        np.testing.assert_allclose(np.asarray(h1.lengthscale), np.asarray(h0.lengthscale) * np.sqrt(n), rtol=1e-6)
+        assert float(h1.noise) == float(h0.noise) and float(h1.outputscale) == float(h0.outputscale)
+    # sample_dataset draws its targets with the scaled lengthscales that dataset_hyperparameters recovers
+    key = jax.random.key(6)
+    x, y = scaled.sample_dataset(key, 40, 6, jnp.int32(6), jnp.int32(20))
+    hyper = scaled.dataset_hyperparameters(key, 6, jnp.int32(6))
+    redrawn = gp.sample_gp_targets(jax.random.split(key, 3)[2], x, scaled.kernel, hyper)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(redrawn), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="num_features"):
+        gp.sample_hyperparameters(k, scaled, 9)
+    with pytest.raises(ValueError, match="feature count"):
+        scaled.batch_hyperparameters(k, BatchShape(2, 8, 3))
+
+
 def test_batch_hyperparameters_whiten_the_sampled_targets():
     """The recovered per-dataset hypers make L^{-1} y i.i.d. N(0, 1); mismatched hypers do not."""
     prior = gp.GPHyperPrior()

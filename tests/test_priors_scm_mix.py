@@ -252,6 +252,19 @@ def test_tabpfn_v1_mix_config():
     assert scm.max_num_classes == gp.max_num_classes == 4 and scm.max_hidden_dim == 32
 
 
+def test_loguniform_feature_count_matches_its_pmf():
+    from pfnjax.priors.base import loguniform_feature_count
+
+    sampler = loguniform_feature_count(2)
+    counts = np.asarray(jax.vmap(lambda k: sampler(k, 20))(jax.random.split(jax.random.key(11), 20000)))
+    assert counts.dtype == np.int32 and counts.min() == 2 and counts.max() == 20
+    f = np.arange(2, 21)
+    pmf = np.log((f + 1) / f) / np.log(21 / 2)  # P(floor(exp(U[log 2, log 21])) = f)
+    assert stats.chisquare(np.bincount(counts, minlength=21)[2:], pmf * counts.size).pvalue > 1e-3
+    with pytest.raises(ValueError):
+        loguniform_feature_count(0)
+
+
 def test_uniform_feature_count():
     sampler = uniform_feature_count(3)
     counts = np.asarray(jax.vmap(lambda k: sampler(k, 8))(jax.random.split(jax.random.key(10), 6000)))

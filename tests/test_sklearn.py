@@ -87,7 +87,8 @@ def test_regression_ensemble_equals_manual_mixture_of_members(reg_pfn):
     of the raw PFN's predictions on the manually z-scored, permuted columns."""
     x, y = _smooth_problem(100, f=4, seed=1)
     xc, yc, xq = x[:70], y[:70], x[70:]
-    est = PFNRegressor(model="reg-tiny", n_estimators=3, preprocessing="standard", outlier_sigma=None, random_state=3).fit(xc, yc)
+    est = PFNRegressor(model="reg-tiny", n_estimators=3, preprocessing="standard", outlier_sigma=None,
+                       svd_features="none", random_state=3).fit(xc, yc)
     mean, std = xc.mean(0), xc.std(0)
     ys = (yc - yc.mean()) / yc.std()
     members = []
@@ -103,7 +104,7 @@ def test_regression_ensemble_equals_manual_mixture_of_members(reg_pfn):
 def test_rotation_ensemble_is_invariant_to_rotating_the_columns():
     """With one member per cyclic rotation, rotating the input columns permutes the members only."""
     x, y = _smooth_problem(90, f=3, seed=2)
-    kw = dict(n_estimators=3, preprocessing="standard", feature_shuffling="rotate", random_state=0)
+    kw = dict(n_estimators=3, preprocessing="standard", feature_shuffling="rotate", svd_features="none", random_state=0)
     a = PFNRegressor(model="reg-tiny", **kw).fit(x[:60], y[:60]).predict(x[60:])
     rot = [1, 2, 0]
     b = PFNRegressor(model="reg-tiny", **kw).fit(x[:60, rot], y[:60]).predict(x[60:, rot])
@@ -155,7 +156,8 @@ def test_classifier_ensemble_equals_manual_logit_average_with_relabelled_classes
     x, y = make_blobs(n_samples=80, centers=4, n_features=3, random_state=0)
     xc, yc, xq = x[:60], y[:60], x[60:]
     est = PFNClassifier(model="cls-tiny", n_estimators=3, preprocessing="standard", outlier_sigma=None, feature_shuffling="none",
-                        class_shuffling=class_shuffling, softmax_temperature=0.7, random_state=1).fit(xc, yc)
+                        class_shuffling=class_shuffling, softmax_temperature=0.7, svd_features="none",
+                        random_state=1).fit(xc, yc)
     perms = [m["class_permutation"] for m in est.ensemble_]
     np.testing.assert_array_equal(perms[0], np.arange(4))
     assert len({tuple(p) for p in perms}) == 3 and all(sorted(p) == [0, 1, 2, 3] for p in perms)
@@ -210,7 +212,7 @@ def test_string_labels_round_trip_and_proba_columns_follow_classes():
     # tolerance is loose; swapped columns would differ by ~0.9.
     for orig, new in (("setosa", "c"), ("virginica", "a"), ("versicolor", "b")):
         i, j = list(est.classes_).index(orig), list(est2.classes_).index(new)
-        np.testing.assert_allclose(p1[:, i], p2[:, j], atol=0.05)
+        np.testing.assert_allclose(p1[:, i], p2[:, j], atol=0.1)
 
 
 def test_classifier_imputes_missing_values_with_the_context_mean():

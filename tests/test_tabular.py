@@ -99,7 +99,7 @@ def _categorical_frame(n, seed=0):
 
 def test_categorical_columns_equal_their_ordinal_codes():
     frame, y = _categorical_frame(200)
-    clf = PFNClassifier(model="cls-tiny", random_state=0).fit(frame[:120], y[:120])
+    clf = PFNClassifier(model="cls-tiny", categorical_encoding="ordinal", random_state=0).fit(frame[:120], y[:120])
     assert clf.categorical_encoder_.categories_ == {1: ["red", "green", "blue"], 2: ["L", "M", "S"]}
     codes = np.column_stack([frame["num"], frame["colour"].cat.codes, frame["size"].map({"L": 0, "M": 1, "S": 2})])
     ref = PFNClassifier(model="cls-tiny", random_state=0).fit(codes[:120].astype(float), y[:120])
@@ -111,6 +111,46 @@ def test_categorical_columns_equal_their_ordinal_codes():
     nan = codes[120:].astype(float)
     nan[:, 2] = np.nan
     np.testing.assert_array_equal(clf.predict_proba(unseen), ref.predict_proba(nan))
+
+
+def test_onehot_members_equal_a_model_fitted_on_indicator_columns():
+    frame, y = _categorical_frame(200)
+    kw = dict(model="cls-tiny", n_estimators=1, feature_shuffling="none", svd_features="none", random_state=0)
+    clf = PFNClassifier(categorical_encoding="onehot", **kw).fit(frame[:120], y[:120])
+    assert clf.ensemble_[0]["onehot"] == {1: 3, 2: 3}
+
+    def indicators(part):
+        colour = part["colour"].cat.codes.to_numpy()[:, None] == np.arange(3)
+        size = part["size"].map({"L": 0, "M": 1, "S": 2}).to_numpy()[:, None] == np.arange(3)
+        return np.column_stack([part["num"], colour, size]).astype(float)
+
+    ref = PFNClassifier(**kw).fit(indicators(frame[:120]), y[:120])
+    np.testing.assert_allclose(clf.predict_proba(frame[120:]), ref.predict_proba(indicators(frame[120:])), atol=1e-6)
+    # the defaults ("mixed"): members 2 and 3 of 4 see one-hot columns (7) and whitened principal
+    # components (3 more fit cls-tiny's 10 columns), so the members' widths differ; each member's
+    # logits equal the PFN's on that member's columns alone
+    mixed = PFNClassifier(model="cls-tiny", n_estimators=4, random_state=0).fit(frame[:120], y[:120])
+    assert [bool(m["onehot"]) for m in mixed.ensemble_] == [False, False, True, True]
+    assert [m["svd"] for m in mixed.ensemble_] == [False, False, True, True]
+    assert mixed._member_widths.tolist() == [3, 3, 10, 10]
+    x_train, x_test = mixed._validate_X(frame[:120]), mixed._validate_X(frame[120:])
+    member_logits = mixed._member_logits(x_test)
+    for i, (m, scaler) in enumerate(zip(mixed.ensemble_, mixed.scalers_)):
+        # the member alone, at its own width, through the plain PFN API
+        x_ctx = scaler.transform_rows(mixed._member_columns(x_train, m))
+        x_qry = scaler.transform_rows(mixed._member_columns(x_test, m))
+        alone = mixed.pfn_.logits(x_ctx, m["class_permutation"][y[:120]], x_qry)
+        np.testing.assert_allclose(member_logits[i], np.asarray(alone), atol=2e-4, err_msg=f"member {i}")
+    # one-hot members fall back to codes when the indicators would not fit the model's width
+    wide = PFNClassifier(model="cls-tiny", categorical_encoding="onehot", svd_features="all", n_estimators=1,
+                         random_state=0)
+    many = frame.assign(**{f"n{k}": frame["num"] * k for k in range(1, 6)})
+    wide.fit(many[:120], y[:120])
+    assert wide.ensemble_[0]["onehot"] == {} and wide._member_widths.tolist() == [10]  # 8 columns + 2 components
+    with pytest.raises(ValueError, match="categorical_encoding"):
+        PFNClassifier(model="cls-tiny", categorical_encoding="binary").fit(frame[:120], y[:120])
+    with pytest.raises(ValueError, match="svd_features"):
+        PFNClassifier(model="cls-tiny", svd_features=True).fit(frame[:120], y[:120])
 
 
 def test_fitted_estimator_pickles_with_its_encoded_context(monkeypatch):
@@ -176,6 +216,43 @@ def test_scm_regression_targets_are_standardised_and_the_mix_draws_every_compone
     comps = np.asarray(jax.vmap(mix.sample_component)(jax.random.split(jax.random.key(1), 4000)))
     freq = np.bincount(comps, minlength=3) / comps.size
     np.testing.assert_allclose(freq, [0.5, 0.3, 0.2], atol=3 * np.sqrt(0.25 / 4000))
+    # every component's targets are z-scored, the GP's by the StandardizedTargets wrapper
+    gp_part = mix.priors[1]
+    y = np.asarray(make_batch_sampler(gp_part, shape, num_features_sampler=uniform_feature_count(1))(
+        jax.random.key(2)).y)
+    np.testing.assert_allclose(y.mean(1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(y.std(1), 1.0, atol=1e-3)
+    raw = np.asarray(make_batch_sampler(gp_part.base, shape, num_features_sampler=uniform_feature_count(1))(
+        jax.random.key(2)).y)
+    np.testing.assert_allclose(y, (raw - raw.mean(1, keepdims=True)) / raw.std(1, keepdims=True), atol=1e-4)
+
+
+def test_tabular_gp_component_has_signal_on_wide_tables():
+    """A random forest fitted on 150 rows explains held-out variance of the regression bag's GP
+    component at 24 features; with lengthscales that do not grow with the width it does not (the GP
+    is close to white noise there, which taught a first reg-small that wide tables are noise)."""
+    import dataclasses
+
+    import jax
+
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.metrics import r2_score
+
+    from pfnjax.priors import get_prior
+    from pfnjax.priors.base import sample_batch
+    from pfnjax.types import BatchShape
+
+    gp_part = get_prior("tabular_regression_mix").priors[1]
+    unscaled = dataclasses.replace(gp_part, base=dataclasses.replace(gp_part.base, lengthscale_dim_scaling=False))
+    fractions = []
+    for prior in (gp_part, unscaled):
+        batch = jax.jit(lambda k, p=prior: sample_batch(p, k, BatchShape(12, 250, 24)))(jax.random.key(24))
+        scores = []
+        for x, y in zip(np.asarray(batch.x), np.asarray(batch.y)):
+            rf = RandomForestRegressor(40, min_samples_leaf=3, random_state=0, n_jobs=1).fit(x[:150], y[:150])
+            scores.append(r2_score(y[150:], rf.predict(x[150:])))
+        fractions.append(np.mean(np.array(scores) > 0.2))
+    assert fractions[0] >= 1 / 3 and fractions[1] < 1 / 6, fractions
 
 
 # --------------------------------------------------------------------------- the benchmark

@@ -56,6 +56,30 @@ def test_resume_continues_the_run_exactly(tmp_path):
     assert [json.loads(s)["step"] for s in lines] == [5, 10, 15, 20]
 
 
+def test_length_curriculum_switches_shapes_and_resumes_exactly(tmp_path, monkeypatch):
+    # from step 6 on, datasets have 48 rows in batches of 4; a run cut at the switch resumes bitwise
+    from pfnjax.training import trainer
+
+    traced = []
+
+    def recording(prior, keys, shape, **kwargs):
+        traced.append((shape.seq_len, keys.shape[0]))
+        return sample_datasets(prior, keys, shape, **kwargs)
+
+    sample_datasets = trainer.sample_datasets
+    monkeypatch.setattr(trainer, "sample_datasets", recording)
+    cfg = _cfg(steps=10, log_every=2, stages=((6, 48, 4),))
+    assert [(s, c.data.seq_len, c.data.batch_size) for s, c in cfg.stage_configs()] == [(0, 32, 8), (6, 48, 4)]
+    straight = train(cfg, tmp_path / "a", progress=False)
+    assert traced == [(32, 8), (48, 4)]  # each stage's step was traced once, with its own batch shape
+    train(cfg, tmp_path / "b", progress=False, stop_after=6)
+    resumed = train(cfg, tmp_path / "b", progress=False)
+    assert traced[2:] == [(32, 8), (48, 4)]  # the resumed run starts in the second stage
+    assert _params_equal(straight.state.params, resumed.state.params)
+    with pytest.raises(ValueError, match="beyond the run"):
+        _cfg(steps=5, stages=((6, 48, 4),)).stage_configs()
+
+
 def test_resume_with_a_different_config_is_refused(tmp_path):
     train(_cfg(steps=10), tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="different config"):

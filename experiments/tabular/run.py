@@ -96,6 +96,7 @@ def run_pfn(ds, train, test, split: int, args) -> dict:
         kw["model"] = args.model or REGRESSION_MODEL
     if args.n_estimators:
         kw["n_estimators"] = args.n_estimators
+    kw.update(getattr(args, "pfn_options", None) or {})
     if ds.task == "classification":
         model = PFNClassifier(**kw)
         start = time.perf_counter()

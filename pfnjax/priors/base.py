@@ -100,6 +100,22 @@ def uniform_feature_count(min_features: int = 1) -> Callable[[PRNGKey, int], Arr
     return sampler
 
 
+def loguniform_feature_count(min_features: int = 1) -> Callable[[PRNGKey, int], Array]:
+    """A ``num_features_sampler`` drawing ``floor(exp(u))``, ``u ~ U[log min, log (max + 1)]``:
+    ``P(f) = log((f + 1) / f) / log((max + 1) / min)``, about ``1/f``, so narrow datasets (most real
+    tables) are common while every width up to ``max_features`` is still trained."""
+    if not isinstance(min_features, int) or min_features < 1:
+        raise ValueError(f"min_features must be an int >= 1, got {min_features!r}")
+
+    def sampler(key: PRNGKey, max_features: int) -> Array:
+        if min_features > max_features:
+            raise ValueError(f"min_features={min_features} exceeds max_features={max_features}")
+        u = jax.random.uniform(key, (), jnp.float32, jnp.log(min_features), jnp.log(max_features + 1.0))
+        return jnp.clip(jnp.floor(jnp.exp(u)), min_features, max_features).astype(jnp.int32)
+
+    return sampler
+
+
 def feature_mask(num_features: Array, max_features: int) -> Array:
     """``bool[F_max]``: True for the used columns ``< num_features``."""
     return jnp.arange(max_features) < num_features

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Callable
 
 from pfnjax.config import DataConfig, PriorConfig
-from pfnjax.priors.base import Prior, all_features, get_prior, prior_from_spec, uniform_feature_count
+from pfnjax.priors.base import (
+    Prior,
+    all_features,
+    get_prior,
+    loguniform_feature_count,
+    prior_from_spec,
+    uniform_feature_count,
+)
 from pfnjax.types import Array, PRNGKey
 
 FeatureCountSampler = Callable[[PRNGKey, int], Array]
@@ -18,9 +25,12 @@ def build_prior(cfg: PriorConfig) -> Prior:
 
 
 def feature_count_sampler(cfg: DataConfig) -> FeatureCountSampler:
-    """Each dataset's used-feature count: all of them, or uniform on ``min_features..num_features``."""
+    """Each dataset's used-feature count: all of them, or ``min_features..num_features`` drawn
+    uniformly or log-uniformly (``cfg.feature_count_dist``)."""
     if cfg.min_features is None:
         return all_features
+    if cfg.feature_count_dist == "loguniform":
+        return loguniform_feature_count(cfg.min_features)
     return uniform_feature_count(cfg.min_features)
 
 

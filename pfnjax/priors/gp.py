@@ -129,7 +129,8 @@ class GPPrior:
 # --------------------------------------------------------------------------- GP with hyperpriors
 
 
-def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features: int) -> GPHyper:
+def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features: int,
+                           num_features: Array | None = None) -> GPHyper:
     r"""Draw one dataset's GP hyperparameters from ``prior_cfg``'s hyperpriors.
 
     Key derivation: ``k_ls, k_os, k_noise = split(key, 3)``; lengthscale ``f`` uses
@@ -139,11 +140,16 @@ def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features
     Each value is ``jax.random.gamma(k, concentration) / rate`` (one batched gamma call, which
     keeps the compiled rejection sampler single).
 
+    With ``prior_cfg.lengthscale_dim_scaling`` the lengthscales are multiplied by
+    ``sqrt(num_features)`` (the dataset's used-feature count, then required).
+
     Returns:
         ``GPHyper(lengthscale f32[max_features], outputscale f32[], noise f32[])``, each clipped
         below at its floor (``prior_cfg.lengthscale_floor`` etc.).
     """
     c = prior_cfg
+    if c.lengthscale_dim_scaling and num_features is None:
+        raise ValueError("lengthscale_dim_scaling needs the dataset's num_features")
     k_ls, k_os, k_noise = jax.random.split(key, 3)
     ls_keys = jax.vmap(lambda f: jax.random.fold_in(k_ls, f))(jnp.arange(max_features))
     keys = jnp.concatenate([ls_keys, jnp.stack([k_os, k_noise])])
@@ -155,6 +161,8 @@ def sample_hyperparameters(key: PRNGKey, prior_cfg: "GPHyperPrior", max_features
     if c.noise_prior == "lognormal":  # the same key, so the other draws do not change
         noise = jnp.exp(c.noise_logmean + c.noise_logstd * jax.random.normal(k_noise, (), jnp.float32))
     lengthscale = jnp.maximum(draws[:max_features], c.lengthscale_floor)
+    if c.lengthscale_dim_scaling:
+        lengthscale = lengthscale * jnp.sqrt(jnp.maximum(jnp.asarray(num_features, jnp.float32), 1.0))
     if c.irrelevant_feature_p > 0:
         lengthscale = jnp.where(irrelevant_features(jax.random.fold_in(key, 3), c.irrelevant_feature_p, max_features),
                                 jnp.inf, lengthscale)
@@ -192,6 +200,11 @@ class GPHyperPrior:
     :math:`\mathcal N(-4.63, 0.5^2)`), and ``irrelevant_feature_p``: each feature but the first has an
     infinite lengthscale (no influence on ``y``) with that probability.
 
+    ``lengthscale_dim_scaling``: multiply every lengthscale by :math:`\sqrt{F_{used}}`. Squared
+    distances between inputs grow with the number of features, so without it a GP on tens of
+    N(0, 1) features is close to white noise at any practical lengthscale; with it, wide and narrow
+    datasets are about equally smooth (for tabular regression priors).
+
     Floors, for Cholesky stability in float32: lengthscale ``>= 1e-2`` (P(Gamma(3, 6) < 0.01) ≈ 3.4e-5,
     so the floor almost never binds), noise variance ``>= 1e-4`` (P ≈ 1.4e-6), outputscale ``>= 0``
     (no floor: P(< 1e-4) ≈ 0.4%, and a tiny signal variance is harmless once the noise is floored).
@@ -217,6 +230,7 @@ class GPHyperPrior:
     noise_logmean: float = -4.63  # lognormal noise prior: mean and std of log(noise variance)
     noise_logstd: float = 0.5
     irrelevant_feature_p: float = 0.0
+    lengthscale_dim_scaling: bool = False
     task: str = dataclasses.field(default="regression", init=False)
 
     def __post_init__(self) -> None:
@@ -239,13 +253,14 @@ class GPHyperPrior:
         if self.noise_floor < 0 or self.outputscale_floor < 0:
             raise ValueError("GPHyperPrior floors must be >= 0")
 
-    def dataset_hyperparameters(self, key: PRNGKey, max_features: int) -> GPHyper:
+    def dataset_hyperparameters(self, key: PRNGKey, max_features: int, num_features: Array | None = None) -> GPHyper:
         """The hyperparameters ``sample_dataset(key, ...)`` uses.
 
-        ``sample_hyperparameters(split(key, 3)[0], self, max_features)``.
+        ``sample_hyperparameters(split(key, 3)[0], self, max_features, num_features)``
+        (``num_features`` only matters with ``lengthscale_dim_scaling``).
         """
         k_hyp, _, _ = jax.random.split(key, 3)
-        return sample_hyperparameters(k_hyp, self, max_features)
+        return sample_hyperparameters(k_hyp, self, max_features, num_features)
 
     def batch_hyperparameters(self, key: PRNGKey, shape: BatchShape) -> GPHyper:
         """Per-dataset hyperparameters (leading axis ``B``) of ``pfnjax.priors.base.sample_batch(self, key, shape)``.
@@ -254,6 +269,9 @@ class GPHyperPrior:
         (dataset key ``split(key, B)[b]``, data key ``split(dataset_key, 3)[2]``); it does not
         apply to batches drawn through wrappers (e.g. mixtures) that derive keys differently.
         """
+        if self.lengthscale_dim_scaling:
+            raise ValueError("batch_hyperparameters does not know each dataset's feature count; with "
+                             "lengthscale_dim_scaling use dataset_hyperparameters(key, max_features, num_features)")
         dataset_keys = jax.random.split(key, shape.batch_size)
         data_keys = jax.vmap(lambda k: jax.random.split(k, 3)[2])(dataset_keys)
         return jax.vmap(lambda k: self.dataset_hyperparameters(k, shape.num_features))(data_keys)
@@ -263,7 +281,7 @@ class GPHyperPrior:
     ) -> tuple[Array, Array]:
         del single_eval_pos
         k_hyp, k_x, k_y = jax.random.split(key, 3)
-        hyper = sample_hyperparameters(k_hyp, self, max_features)
+        hyper = sample_hyperparameters(k_hyp, self, max_features, num_features)
         x = sample_inputs(k_x, self.x_dist, seq_len, max_features, num_features)
         y = sample_gp_targets(k_y, x, self.kernel, hyper, self.jitter)
         return x, y

@@ -232,7 +232,9 @@ def train(
                 manager.close()
                 raise
 
-    step_fn = make_train_step(cfg, prior, graphdef, mesh, head)
+    # one compiled step per length-curriculum stage (cfg.data.stages), each with its own batch shape
+    stages = [(start, make_train_step(stage_cfg, prior, graphdef, mesh, head),
+               stage_cfg.data.batch_size * stage_cfg.data.accum_steps) for start, stage_cfg in cfg.stage_configs()]
     is_chief = jax.process_index() == 0  # every process trains and checkpoints; one writes logs
     evaluator = None
     if loop.eval_every and is_chief:
@@ -243,8 +245,7 @@ def train(
     last = cfg.optim.steps if stop_after is None else min(cfg.optim.steps, stop_after)
     metrics_file = open(run_path / "metrics.jsonl", "a") if run_path is not None and is_chief else None
     bar_ = _progress_bar(start, cfg.optim.steps, progress, count_params(nnx.merge(graphdef, state.params)))
-    datasets_per_step = cfg.data.batch_size * cfg.data.accum_steps
-    tick, tick_step, recent = time.perf_counter(), start, []
+    tick, recent, datasets_since_tick = time.perf_counter(), [], 0
 
     def write(record: dict) -> None:
         if metrics_file is not None:
@@ -253,8 +254,10 @@ def train(
 
     try:
         for step in range(start, last):
+            _, step_fn, datasets_per_step = next(stage for stage in reversed(stages) if stage[0] <= step)
             state, metrics = step_fn(state)
             recent.append(metrics)
+            datasets_since_tick += datasets_per_step
             done = step + 1
             if done % loop.log_every == 0 or done == last:
                 host = [jax.tree.map(_host, m) for m in recent]
@@ -263,7 +266,7 @@ def train(
                     "step": done,
                     "loss": float(np.mean([m["loss"] for m in host])),
                     "grad_norm": float(np.mean([m["grad_norm"] for m in host])),
-                    "datasets_per_s": datasets_per_step * (done - tick_step) / max(now - tick, 1e-9),
+                    "datasets_per_s": datasets_since_tick / max(now - tick, 1e-9),
                     "time": time.time(),
                 }
                 if not np.isfinite(record["loss"]):
@@ -272,13 +275,13 @@ def train(
                 write(record)
                 if bar_ is not None:
                     bar_.set_postfix(loss=f"{record['loss']:.4f}", ds_per_s=f"{record['datasets_per_s']:.0f}")
-                tick, tick_step, recent = now, done, []
+                tick, recent, datasets_since_tick = now, [], 0
             if evaluator is not None and (done % loop.eval_every == 0 or done == last):
                 evaluation = {"step": done, "eval": evaluator.run(jax.tree.map(_host, state.params)),
                               "time": time.time()}
                 evaluations.append(evaluation)
                 write(evaluation)
-                tick = time.perf_counter()  # evaluation time is not training throughput
+                tick, datasets_since_tick = time.perf_counter(), 0  # evaluation time is not training throughput
             if bar_ is not None:
                 bar_.update(1)
             if manager is not None and (done % loop.checkpoint_every == 0 or done == last):
