@@ -81,7 +81,7 @@ from pfnjax import checkpoint as ckpt
 from pfnjax.heads import BarHead, ClassHead, Head
 from pfnjax.types import Array
 
-DEFAULT_REGRESSOR = "reg-tiny"
+DEFAULT_REGRESSOR = "reg-small"
 DEFAULT_CLASSIFIER = "cls-small"
 PREPROCESSING = ("power", "quantile", "standard", "none")
 CONSTANT_COLUMNS = ("error", "drop")

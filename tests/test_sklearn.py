@@ -186,8 +186,9 @@ def test_classifier_accuracy_on_iris_and_blobs():
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(y))
     tr, te = idx[:100], idx[100:]
-    est = PFNClassifier(model="cls-tiny", random_state=0).fit(x[tr], y[tr])
-    assert est.score(x[te], y[te]) > 0.9
+    # The default model (cls-small) with its default ensemble; logistic regression scores 0.96.
+    est = PFNClassifier(random_state=0).fit(x[tr], y[tr])
+    assert est.score(x[te], y[te]) > 0.92
     proba = est.predict_proba(x[te])
     assert proba.shape == (50, 3)
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)

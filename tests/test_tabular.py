@@ -313,7 +313,7 @@ def test_benchmark_smoke_runs_and_writes_tables_and_figures(tmp_path):
 
 
 def test_default_models_handle_wide_tables_like_tuned_linear_models():
-    """The default classifier takes 30 features (cls-tiny stopped at 10); both defaults match linear models."""
+    """The defaults take 19-30 features (cls-tiny and reg-tiny stopped at 10) and match linear models."""
     from sklearn.datasets import load_breast_cancer, load_diabetes
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import train_test_split
@@ -322,8 +322,7 @@ def test_default_models_handle_wide_tables_like_tuned_linear_models():
 
     from pfnjax import sklearn as pfn_sklearn
 
-    # reg-small did not beat reg-tiny (experiments/tabular/README.md), so reg-tiny stays the default
-    assert (pfn_sklearn.DEFAULT_CLASSIFIER, pfn_sklearn.DEFAULT_REGRESSOR) == ("cls-small", "reg-tiny")
+    assert (pfn_sklearn.DEFAULT_CLASSIFIER, pfn_sklearn.DEFAULT_REGRESSOR) == ("cls-small", "reg-small")
     x, y = load_breast_cancer(return_X_y=True)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.5, stratify=y, random_state=0)
     clf = PFNClassifier(random_state=0).fit(x_tr, y_tr)
@@ -338,3 +337,11 @@ def test_default_models_handle_wide_tables_like_tuned_linear_models():
     assert reg.score(x_te, y_te) >= ridge.score(x_te, y_te) - 0.05
     inside = (reg.predict_quantiles(x_te, (0.05, 0.95)) - y_te[:, None]) * [[1, -1]]
     assert 0.8 <= np.mean((inside <= 0).all(1)) <= 0.99  # 90% intervals cover about 90%
+    # Hitters: 19 columns (3 categorical), log salary; the PFN is close to the tuned forest on it
+    ds = tab_data.load("isl_hitters")
+    train, test = next(tab_data.splits(ds))
+    reg = PFNRegressor(random_state=0).fit(ds.X.iloc[train], ds.y[train])
+    assert reg.pfn_.max_features == 50
+    x_num = pd.get_dummies(ds.X, dtype=float).to_numpy()
+    ridge = make_pipeline(StandardScaler(), RidgeCV()).fit(x_num[train], ds.y[train])
+    assert reg.score(ds.X.iloc[test], ds.y[test]) >= ridge.score(x_num[test], ds.y[test]) + 0.1

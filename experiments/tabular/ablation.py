@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         variants.insert(0, "default")
     names = args.datasets or data.names(args.task)
     metric, larger = tabular.HEADLINE[args.task]
+    # RMSE is in each dataset's units; the normalised RMSE can be compared across datasets
+    compare = "nrmse" if args.task == "regression" else metric
     results = {}
     for variant in variants:
         cache = args.out / "cache" / f"ablation_{args.task}" / f"{variant}.json"
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(cached, indent=1))
         results[variant] = {n: cached[n] for n in names}
-    text = table(args.task, results, names, metric, larger, args)
+    text = table(args.task, results, names, compare, larger, args)
     (args.out / f"ablation_{args.task}.md").write_text(text + "\n")
     print(text)
 

@@ -45,7 +45,6 @@ SMOKE_DATASETS = {"classification": ["iris", "penguins"], "regression": ["mass_c
 SMOKE_GP_ROWS = 100  # --smoke: the GP baselines fit at most this many rows
 # Studentized range q_{0.05} for the Nemenyi test, by number of methods (Demšar 2006, Table 5a).
 NEMENYI_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
-REGRESSION_MODEL = "reg-small"
 # Each task's headline metric and whether larger is better.
 HEADLINE = {"classification": ("auc", True), "regression": ("rmse", False)}
 
@@ -91,9 +90,8 @@ def run_pfn(ds, train, test, split: int, args) -> dict:
 
     X_tr, X_te, y_tr, y_te = ds.X.iloc[train], ds.X.iloc[test], ds.y[train], ds.y[test]
     kw = dict(constant_columns="drop", random_state=split)
-    if args.model or ds.task == "regression":
-        # reg-small by default for regression: the default regressor (reg-tiny) takes only 10 features
-        kw["model"] = args.model or REGRESSION_MODEL
+    if args.model:
+        kw["model"] = args.model
     if args.n_estimators:
         kw["n_estimators"] = args.n_estimators
     kw.update(getattr(args, "pfn_options", None) or {})
@@ -277,8 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", choices=(*TASKS, "both"), default="both")
     parser.add_argument("--methods", nargs="+", help="subset of: pfn and the baselines (default: all)")
     parser.add_argument("--datasets", nargs="+", help="subset of the task's datasets")
-    parser.add_argument("--model", help="the PFN: a shipped name or a run directory (default: the classifier's "
-                        f"default, {REGRESSION_MODEL} for regression)")
+    parser.add_argument("--model", help="the PFN: a shipped name or a run directory (default: the estimators' "
+                        "defaults, cls-small and reg-small)")
     parser.add_argument("--n-estimators", type=int, help="PFN ensemble members (default: the estimator's, 4)")
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--budget-s", type=float, default=6.0, help="each baseline's search budget per split")
