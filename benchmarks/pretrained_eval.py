@@ -61,7 +61,8 @@ def eval_classification(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: 
 
 def markdown(name: str, pfn: pfnjax.PFN, rows: list[dict]) -> str:
     cfg = pfn.train_config
-    head = f"### `{name}` (prior `{cfg.prior.name}`, trained on sequences of {cfg.data.seq_len} rows)\n\n"
+    lengths = " then ".join(f"{c.data.seq_len}" for _, c in cfg.stage_configs())
+    head = f"### `{name}` (prior `{cfg.prior.name}`, trained on sequences of {lengths} rows)\n\n"
     if pfn.task == "regression":
         lines = ["| context | PFN NLL (95% CI) | Gaussian(context mean, var) NLL | median R² |", "|---:|---:|---:|---:|"]
         lines += [f"| {r['context']} | {r['nll']:.3f} ± {r['nll_ci']:.3f} | {r['baseline_nll']:.3f} | "

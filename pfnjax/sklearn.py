@@ -41,7 +41,8 @@ Checks of :func:`sklearn.utils.estimator_checks.check_estimator`: both estimator
 with the shipped default models (``tests/test_sklearn.py`` runs them), so no check is marked as
 an expected failure. Notes: ``fit`` ignores nothing (there is no ``sample_weight``); the estimators
 accept NaN only when the model was trained with missing values (the ``allow_nan`` tag follows the
-model, so sklearn's NaN/inf check is skipped for ``cls-tiny`` and runs for ``reg-tiny``). The one
+model, so sklearn's NaN/inf check is skipped for ``cls-small`` and ``reg-small``, which were trained
+with missing values, and runs for ``reg-tiny``). The one
 check that does not apply is ``check_array_api_input``, which scikit-learn itself skips unless
 ``SCIPY_ARRAY_API=1``: the estimators convert inputs to numpy and do not claim array-API support.
 """
