@@ -6,7 +6,8 @@ brings real data to that scale, fitting every statistic on the **context rows on
 applying it to context and queries alike, in this order (TabPFN v1's inference pipeline):
 
 1. z-score each column with the context's mean and std (NaN ignored; a constant column -> 0);
-2. optionally a per-column power transform (scikit-learn ``PowerTransformer``, Yeo-Johnson) or a
+2. optionally a per-column power transform (Yeo-Johnson, :class:`YeoJohnson`: scikit-learn's
+   ``PowerTransformer`` vectorised over columns) or a
    quantile transform to a normal (``QuantileTransformer``), fitted on the context;
 3. soft outlier clipping at ``outlier_sigma`` robust std devs (:func:`soft_clip`, the same formula
    as :func:`pfnjax.priors.scm.soft_clip_outliers`);
@@ -174,14 +175,92 @@ class ContextScaler:
         return x.astype(np.float32)
 
 
+def yeo_johnson(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """The Yeo-Johnson transform of each column of ``x`` with its own ``lambdas`` (NaN stays NaN)."""
+    with np.errstate(invalid="ignore"):
+        out = _yeo_johnson_from_logs(np.log1p(np.maximum(x, 0.0)), np.log1p(np.maximum(-x, 0.0)), x >= 0, lambdas)
+    return np.where(np.isnan(x), np.nan, out)
+
+
+def _yeo_johnson_from_logs(log_pos: np.ndarray, log_neg: np.ndarray, nonneg: np.ndarray, lambdas: np.ndarray):
+    """Yeo-Johnson from ``log1p(max(x, 0))`` and ``log1p(max(-x, 0))``, computed once per fit."""
+    lam = np.broadcast_to(lambdas, log_pos.shape)
+    near0, near2 = np.abs(lam) < 1e-12, np.abs(lam - 2.0) < 1e-12
+    with np.errstate(all="ignore"):
+        pos = np.where(near0, log_pos, np.expm1(lam * log_pos) / np.where(near0, 1.0, lam))
+        neg = np.where(near2, -log_neg, -np.expm1((2.0 - lam) * log_neg) / np.where(near2, 1.0, 2.0 - lam))
+    return np.where(nonneg, pos, neg)
+
+
+class YeoJohnson:
+    """Per-column Yeo-Johnson power transform with maximum-likelihood lambdas, then z-scoring:
+    scikit-learn's ``PowerTransformer(method="yeo-johnson")`` fitted for all columns at once.
+
+    scikit-learn optimises each column's lambda with scipy's scalar bounded search, a Python loop
+    that dominated ``fit`` on wide tables (about 1 s of 1.5 s for 85 columns and 1,000 rows). This
+    runs one vectorised golden-section search on the same per-column bounds (those keeping the
+    transformed values finite: scipy's rule), to scipy's tolerance. NaN is
+    ignored in fitting and passed through; constant and all-NaN columns get lambda = 1.
+    """
+
+    def fit(self, x: np.ndarray) -> "YeoJohnson":
+        x = np.asarray(x, np.float64)
+        observed = ~np.isnan(x)
+        count = observed.sum(0).astype(np.float64)
+        x0 = np.where(observed, x, 0.0)  # NaN rows: zeros, masked out of every sum below
+        log_pos, log_neg, nonneg = np.log1p(np.maximum(x0, 0.0)), np.log1p(np.maximum(-x0, 0.0)), x0 >= 0
+        log_jacobian = (np.sign(x0) * np.log1p(np.abs(x0))).sum(0)
+        n = np.maximum(count, 1.0)
+
+        def neg_llf(lambdas):
+            # scipy's profile log-likelihood; zero or non-finite variance scores +inf
+            t = np.where(observed, _yeo_johnson_from_logs(log_pos, log_neg, nonneg, lambdas), 0.0)
+            with np.errstate(all="ignore"):
+                var = (t * t).sum(0) / n - (t.sum(0) / n) ** 2
+                llf = -0.5 * count * np.log(var) + (lambdas - 1.0) * log_jacobian
+            return np.where(np.isfinite(llf), -llf, np.inf)
+
+        big = np.where(observed, np.abs(x0), 0.0).max(0)
+        spread = np.where(observed, x0, -np.inf).max(0) - np.where(observed, x0, np.inf).min(0)
+        free = (count >= 2) & (spread > 0)
+        # scipy's bounds: the largest |lambda| whose transform of 20x the largest |x| stays finite
+        eps = np.finfo(np.float64)
+        log1p_max = np.where(free, np.log1p(20.0 * big), 1.0)
+        lb = (np.log(eps.tiny) - np.log(eps.eps)) / 2 / log1p_max
+        ub = (np.log(eps.max) + np.log(eps.eps)) / 2 / log1p_max
+        all_neg = np.where(observed, x0, -np.inf).max(0) < 0
+        any_neg = np.where(observed, x0, np.inf).min(0) < 0
+        lb, ub = (np.where(all_neg, 2 - ub, np.where(any_neg, np.maximum(2 - ub, lb), lb)),
+                  np.where(all_neg, 2 - lb, np.where(any_neg, np.minimum(2 - lb, ub), ub)))
+        # golden-section search on every column at once, to scipy's absolute tolerance
+        lo, hi = lb, ub
+        ratio = (np.sqrt(5.0) - 1.0) / 2.0
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        fa, fb = neg_llf(a), neg_llf(b)
+        while np.any(hi - lo > 1.48e-8):
+            left = fa <= fb  # the minimum lies in [lo, b]
+            hi, lo = np.where(left, b, hi), np.where(left, lo, a)
+            a_new, b_new = np.where(left, hi - ratio * (hi - lo), b), np.where(left, a, lo + ratio * (hi - lo))
+            f_new = neg_llf(np.where(left, a_new, b_new))
+            fa, fb = np.where(left, f_new, fb), np.where(left, fa, f_new)
+            a, b = a_new, b_new
+        self.lambdas_ = np.where(free, (lo + hi) / 2, 1.0)
+        self.mean_, std = nan_mean_std(yeo_johnson(x, self.lambdas_))
+        self.scale_ = _safe_std(std)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (yeo_johnson(np.asarray(x, np.float64), self.lambdas_) - self.mean_) / self.scale_
+
+
 def _fit_transformer(kind: str, z: np.ndarray):
     """A fitted power/quantile transformer, or None if it fails on this context (TabPFN v1 also
     fell back to the untransformed column)."""
-    from sklearn.preprocessing import PowerTransformer, QuantileTransformer
+    from sklearn.preprocessing import QuantileTransformer
 
     n = z.shape[0]
     if kind == "power":
-        tr = PowerTransformer(method="yeo-johnson", standardize=True)
+        tr = YeoJohnson()
     else:
         tr = QuantileTransformer(output_distribution="normal", n_quantiles=max(2, min(n, 1000)),
                                  subsample=None, random_state=0)

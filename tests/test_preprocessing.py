@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import PowerTransformer, QuantileTransformer, StandardScaler
 
-from pfnjax.preprocessing import ContextScaler, TargetScaler, nan_mean_std, soft_clip, soft_clip_bounds
+from pfnjax.preprocessing import ContextScaler, TargetScaler, YeoJohnson, nan_mean_std, soft_clip, soft_clip_bounds
 
 
 def _data(n=200, f=4, seed=0):
@@ -70,6 +70,25 @@ def test_transforms_follow_sklearn_on_the_z_scored_context(kind):
     # the skewed exponential column becomes much more symmetric
     skew = lambda v: np.mean((v - v.mean()) ** 3) / v.std() ** 3  # noqa: E731
     assert abs(skew(scaler.transform_rows(ctx)[:, 1])) < 0.5 * abs(skew(ctx[:, 1]))
+
+
+def test_vectorised_yeo_johnson_equals_sklearn_power_transformer_column_by_column():
+    """Lambdas by one golden-section search over all columns vs scikit-learn's per-column scipy
+    search: normal, right- and left-skewed, negative-only, lognormal, binary, heavy-tailed, with
+    missing values, constant, and a shifted lognormal whose lambda is below -2."""
+    rng = np.random.default_rng(3)
+    n = 300
+    x = np.column_stack([rng.normal(size=n), rng.exponential(size=n), 2 - rng.exponential(size=n) ** 2,
+                         -rng.exponential(size=n) - 0.1, rng.lognormal(0, 1.5, n), rng.integers(0, 2, n),
+                         rng.standard_t(2, n), np.r_[rng.gamma(2, size=n - 20), [np.nan] * 20], np.full(n, 0.7),
+                         rng.lognormal(0, 1.5, n) / 10 - 0.2])
+    sk = PowerTransformer(method="yeo-johnson", standardize=True).fit(x)
+    ours = YeoJohnson().fit(x)
+    np.testing.assert_allclose(ours.lambdas_, sk.lambdas_, rtol=1e-6, atol=1e-6)
+    assert ours.lambdas_[-1] < -2 and ours.lambdas_[3] > 2 and ours.lambdas_[-2] == 1.0  # beyond [-2, 2]; constant
+    rows = np.vstack([x, rng.normal(size=(10, x.shape[1]))])
+    np.testing.assert_allclose(ours.transform(rows), sk.transform(rows), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(np.isnan(ours.transform(rows)), np.isnan(rows))
 
 
 def test_outliers_are_soft_clipped_and_nan_imputed_with_the_context_mean():
