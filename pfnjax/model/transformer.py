@@ -225,8 +225,10 @@ class PFNTransformer(nnx.Module):
 
     # ------------------------------------------------------------------ encoders
     def embed_x(self, x: Array, num_features: Array) -> Array:
-        """Encode ``x: [B, N, F_max]``; NaN (missing) becomes 0 and x is rescaled by the used fraction."""
-        x = jnp.where(jnp.isnan(x), 0.0, x)
+        """Encode ``x: [B, N, F_max]``; NaN (missing) and the columns beyond ``num_features`` become 0
+        (so a batch may mix datasets of different widths), and x is rescaled by the used fraction."""
+        unused = jnp.arange(x.shape[-1]) >= num_features[:, None, None]
+        x = jnp.where(jnp.isnan(x) | unused, 0.0, x)
         used = jnp.maximum(num_features, 1).astype(jnp.float32)[:, None, None]
         if self.cfg.feature_scaling == "sqrt":
             x = x * jnp.sqrt(self.cfg.max_features / used)

@@ -226,6 +226,7 @@ class StandardizedTargets:
         x, y = self.base.sample_dataset(key, seq_len, max_features, num_features, single_eval_pos)
         return x, bnn_standardize(y, axis=0, floor=self.std_floor)
 
+
 # The GP component for real tables: x ~ N(0, I) like standardised columns, lengthscales
 # Gamma(2, rate 1.5) (mean 1.3) times sqrt(used features), so that functions of tens of z-scored
 # features are as smooth as those of a few rather than white noise, half of the features irrelevant
