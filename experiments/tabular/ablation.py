@@ -3,7 +3,7 @@
 Each variant is ``PFNClassifier`` / ``PFNRegressor`` with one setting changed from the defaults; the
 table reports the mean over datasets of each metric and the mean ROC AUC (normalised RMSE) difference to the
 defaults with its paired 95% interval over datasets. Results are cached per variant in
-``results/cache/ablation_<task>/``.
+``results/cache/ablation_<task>/<variant>/`` (``run.evaluate``'s cache).
 
     python experiments/tabular/ablation.py                       # classification, every variant
     python experiments/tabular/ablation.py --task regression --variants default svd_none
@@ -12,7 +12,6 @@ defaults with its paired 95% interval over datasets. Results are cached per vari
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -61,20 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     compare = "nrmse" if args.task == "regression" else metric
     results = {}
     for variant in variants:
-        cache = args.out / "cache" / f"ablation_{args.task}" / f"{variant}.json"
-        cached = json.loads(cache.read_text()) if cache.exists() else {}
-        run_args = argparse.Namespace(model=args.model, n_estimators=None, pfn_options=VARIANTS[variant][0])
-        for name in names:
-            if len(cached.get(name, [])) >= args.splits:
-                continue
-            ds = data.load(name)
-            splits = list(data.splits(ds, args.splits, args.seed))
-            tabular.run_pfn(ds, *splits[0], 0, run_args)  # warm-up: compile once per shape bucket
-            cached[name] = [tabular.run_pfn(ds, tr, te, split, run_args) for split, (tr, te) in enumerate(splits)]
-            print(f"{variant:14s} {name:20s} {metric} {np.mean([r[metric] for r in cached[name]]):.4f}", flush=True)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(cached, indent=1))
-        results[variant] = {n: cached[n] for n in names}
+        run_args = argparse.Namespace(model=args.model, n_estimators=None, pfn_options=VARIANTS[variant][0],
+                                      out=args.out, splits=args.splits, seed=args.seed, fresh=False, smoke=False)
+        cache_dir = args.out / "cache" / f"ablation_{args.task}" / variant
+        results[variant] = tabular.evaluate(args.task, ["pfn"], names, run_args, cache_dir=cache_dir)["pfn"]
     text = table(args.task, results, names, compare, larger, args)
     (args.out / f"ablation_{args.task}.md").write_text(text + "\n")
     print(text)

@@ -146,10 +146,11 @@ def run_baseline(baseline: bl.Baseline, ds, train, test, split: int, args) -> di
 
 
 # --------------------------------------------------------------------------- the loop
-def evaluate(task: str, methods: list[str], names: list[str], args) -> dict:
-    """``records[method][dataset] = [metrics of split 0, 1, ...]``, reusing and extending the cache."""
+def evaluate(task: str, methods: list[str], names: list[str], args, cache_dir: Path | None = None) -> dict:
+    """``records[method][dataset] = [metrics of split 0, 1, ...]``, reusing and extending the cache
+    (``<cache_dir>/<method>.json``, by default ``<out>/cache/<task>``)."""
     base = {b.name: b for b in (bl.classification_baselines() if task == "classification" else bl.regression_baselines())}
-    cache_dir = args.out / "cache" / task
+    cache_dir = cache_dir or args.out / "cache" / task
     records = {}
     for method in methods:
         path = cache_dir / f"{method}.json"
