@@ -111,7 +111,6 @@ class ContextScaler:
             z = soft_clip(z, self.lower_, self.upper_)
         self.mean2_, std2 = nan_mean_std(z)
         self.std2_ = _safe_std(std2)
-        self.components_ = None
         if self.whitened_components > 0:
             if not self.impute_missing:
                 raise ValueError("whitened_components needs impute_missing=True")
