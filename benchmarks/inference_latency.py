@@ -25,7 +25,7 @@ import sys
 import jax
 import numpy as np
 
-from pfnjax.model import ModelConfig
+from pfnjax.model import ClassicConfig, ModelIO
 from pfnjax.predict import PFN
 from pfnjax.priors import gp
 
@@ -34,8 +34,8 @@ from _results import median_seconds, report  # a sibling: a script's own folder 
 
 def run(n_ctx: int = 1000, n_qry: int = 1000, num_features: int = 5, d_model: int = 512, num_layers: int = 6,
         num_heads: int = 8, num_buckets: int = 1000, chunk_size: int = 1024, repeats: int = 5) -> dict:
-    cfg = ModelConfig(num_features, num_buckets, d_model=d_model, num_layers=num_layers, num_heads=num_heads)
-    pfn = PFN.init(cfg, seed=0)
+    cfg = ClassicConfig(d_model=d_model, num_layers=num_layers, num_heads=num_heads)
+    pfn = PFN.init(cfg, ModelIO(num_features, num_buckets), seed=0)
     rng = np.random.default_rng(0)
     x_ctx = rng.uniform(size=(n_ctx, num_features)).astype(np.float32)
     y_ctx = np.sin(6 * x_ctx.sum(1)).astype(np.float32)

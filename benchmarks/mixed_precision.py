@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from pfnjax.evaluate import evaluate_against_oracle, held_out_source
+from pfnjax.evaluators import evaluate_against_oracle, held_out_source
 from pfnjax.predict import PFN
 from pfnjax.presets import preset_config
 from pfnjax.training import train

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pfnjax
-from pfnjax.evaluate import ci95, evaluate_classification, held_out_datasets, held_out_source
+from pfnjax.evaluators import ci95, evaluate_classification, held_out_datasets, held_out_source
 
 from _results import report  # a sibling: a script's own folder is on sys.path
 
@@ -32,7 +32,7 @@ CONTEXT_SIZES = (5, 20, 50, 100, 190, 300, 500, 1000)
 
 def eval_regression(pfn: pfnjax.PFN, sizes, num_datasets: int, num_queries: int) -> list[dict]:
     prior, key, num_features_sampler = held_out_source(pfn)
-    data = held_out_datasets(pfn, prior, key, sizes, num_datasets, num_queries,
+    data = held_out_datasets(prior, key, sizes, num_datasets, num_queries, pfn.max_features,
                              num_features_sampler=num_features_sampler)
     rows = []
     for n in sizes:

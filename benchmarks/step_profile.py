@@ -54,7 +54,7 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
     cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", border_samples=20_000,
                         attention_impl=attention_impl, **overrides)
     prior = build_prior(cfg.prior)
-    graphdef, state, model_cfg, head = init_state(cfg, prior)
+    graphdef, state, io, head = init_state(cfg, prior)
     mesh = make_mesh()
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     state = jax.device_put(state, replicated)
@@ -73,12 +73,12 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
 
     # attention alone: every layer's q/k/v at the step's shapes and dtype
     b, t, d, h = cfg.data.batch_size, cfg.data.seq_len, cfg.model.d_model, cfg.model.num_heads
-    dtype = model_cfg.dtype
+    dtype = cfg.model.dtype
     qkv = jax.random.normal(jax.random.key(1), (3, b, t, h, d // h), dtype)
-    impl = resolve_attention_impl(model_cfg.attention_impl, qkv[0], qkv[1])
+    impl = resolve_attention_impl(cfg.model.attention_impl, qkv[0], qkv[1])
 
     def attention_loss(q, k, v):
-        out = context_attention(q, k, v, batch.single_eval_pos, model_cfg.attention_impl)
+        out = context_attention(q, k, v, batch.single_eval_pos, cfg.model.attention_impl)
         return jnp.sum(out.astype(jnp.float32))
 
     attention_grad = jax.jit(jax.grad(attention_loss, argnums=(0, 1, 2)))
@@ -86,7 +86,7 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
     def all_layers_attention():
         return [attention_grad(*qkv) for _ in range(cfg.model.num_layers)]
 
-    logits = jax.random.normal(jax.random.key(2), (b, t, model_cfg.num_outputs), jnp.float32)
+    logits = jax.random.normal(jax.random.key(2), (b, t, io.num_outputs), jnp.float32)
     head_grad = jax.jit(jax.grad(lambda lg: pfn_loss(lg, batch, head)))
 
     tx = make_optimizer(cfg.optim)

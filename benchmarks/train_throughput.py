@@ -69,7 +69,7 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attenti
     cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", batch_size=batch_size,
                         border_samples=20_000, attention_impl=attention_impl)
     prior = build_prior(cfg.prior)
-    graphdef, state, model_cfg, head = init_state(cfg, prior)
+    graphdef, state, io, head = init_state(cfg, prior)
     mesh = make_mesh()
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     step = make_train_step(cfg, prior, graphdef, mesh, head)
@@ -93,9 +93,9 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attenti
     # micro-batch is batch_size datasets (the step scans accum_steps of them)
     data, arch = cfg.data, cfg.model
     q_like = jax.ShapeDtypeStruct((data.batch_size, data.seq_len, arch.num_heads,
-                                   arch.d_model // arch.num_heads), model_cfg.dtype)
+                                   arch.d_model // arch.num_heads), arch.dtype)
     datasets = data.batch_size * data.accum_steps
-    flops = model_flops_per_dataset(cfg, model_cfg.num_outputs) * datasets
+    flops = model_flops_per_dataset(cfg, io.num_outputs) * datasets
     tflops = flops / step_s / 1e12
     peak = peak_for(jax.devices()[0], arch.compute_dtype)
     n_dev = jax.device_count()

@@ -16,14 +16,14 @@ import jax
 import numpy as np
 
 import pfnjax
-from pfnjax.evaluate import ci95
+from pfnjax.evaluators import ci95
 from pfnjax.predict import PRETRAINED_DIR
 from pfnjax.presets import preset_config
 
 SCALES = ("cpu", "gpu")
 # --smoke shrinks a preset to this (seconds on a CPU); the prior and data shape are kept
 SMOKE_OVERRIDES = dict(steps=20, warmup_steps=2, batch_size=8, d_model=32, num_layers=2, num_heads=2, d_ff=64,
-                       num_buckets=100, border_samples=5_000, checkpoint_every=20, log_every=10, eval_every=0)
+                       num_buckets=100, border_samples=5_000, checkpoint_every=20, log_every=10, evals=())
 
 __all__ = ["SCALES", "add_common_args", "ci95", "device_name", "get_pfn", "mean_ci", "require", "timed",
            "write_results"]

@@ -42,6 +42,8 @@ from flax import nnx
 from scipy.stats import qmc
 
 from pfnjax.heads import BarHead
+from pfnjax.model.base import pad_features
+from pfnjax.optimize import multistart_minimize
 from pfnjax.predict import PFN
 from pfnjax.types import Array, PRNGKey
 
@@ -110,14 +112,8 @@ def maximize_acquisition(acq: Callable[[Array], Array], candidates: Array, *, nu
     raw = acq(candidates)
     starts = candidates[jnp.argsort(-raw)[:num_restarts]]
     tx = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
-
-    def ascent(carry, _):
-        u, opt_state = carry
-        grads = jax.grad(lambda u_: -jnp.sum(acq(u_)))(u)
-        updates, opt_state = tx.update(grads, opt_state, u)
-        return (jnp.clip(optax.apply_updates(u, updates), 0.0, 1.0), opt_state), None
-
-    (ascended, _), _ = jax.lax.scan(ascent, (starts, tx.init(starts)), None, length=steps)
+    ascended, _ = multistart_minimize(lambda u: -acq(u), starts, tx, steps, batched_loss=True,
+                                      project=lambda u: jnp.clip(u, 0.0, 1.0))
     points = jnp.concatenate([ascended, candidates[jnp.argmax(raw)][None]])
     values = acq(points)
     return points[jnp.argmax(values)], jnp.max(values)
@@ -141,10 +137,9 @@ def _maximize(graphdef: nnx.GraphDef, params, head: BarHead, caches, context_len
               num_restarts: int, steps: int) -> tuple[Array, Array]:
     """The PFN acquisition's best point in ``[0, 1]^d`` (and its value)."""
     model = nnx.merge(graphdef, params)
-    pad = model.cfg.max_features - candidates.shape[-1]
 
     def acq(u: Array) -> Array:  # u: [M, d] in the unit cube -> [M]
-        x = jnp.pad(u, ((0, 0), (0, pad)))[None]
+        x = pad_features(u, model.io.max_features)[None]
         dist = head.distribution(model.predict_queries(caches, x, context_len, num_features)[0])
         if acquisition == "ei":
             return dist.ei(best)

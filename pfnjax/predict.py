@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from pfnjax import checkpoint as ckpt
 from pfnjax.config import TrainConfig
 from pfnjax.distributions.categorical import CategoricalDistribution
 from pfnjax.heads import BarHead, Head
-from pfnjax.model import ModelConfig, PFNTransformer
+from pfnjax.model.base import ModelConfigBase, ModelIO, build_model, count_params, pad_features
 from pfnjax.runs import RunInfo, restore_inference
 from pfnjax.types import Array
 
@@ -65,7 +68,8 @@ class ContextCache:
     vmapped functions such as :func:`query_logits`.
 
     Attributes:
-        caches: one :class:`pfnjax.model.LayerCache` per layer, ``f32[B, N_pad, heads, head_dim]``.
+        caches: what the architecture keeps of the context (for the classic transformer, one
+            :class:`pfnjax.model.LayerCache` per layer, ``f32[B, N_pad, heads, head_dim]``).
         context_len: ``i32[B]`` valid context rows (the rest is padding, masked out).
         num_features: ``i32[B]`` used feature columns.
         n_context, n_features: host ints (the unpadded context size and feature count).
@@ -110,8 +114,8 @@ def query_logits(graphdef: nnx.GraphDef, params: Any, cache: ContextCache, x_qry
     if not cache.batched:
         x = x[None]
     model = nnx.merge(graphdef, params)
-    x = jnp.pad(x, ((0, 0), (0, 0), (0, model.cfg.max_features - cache.n_features)))
-    out = model.predict_queries(cache.caches, x, cache.context_len, cache.num_features)
+    out = model.predict_queries(cache.caches, pad_features(x, model.io.max_features), cache.context_len,
+                                cache.num_features)
     return out if cache.batched else out[0]
 
 
@@ -120,17 +124,42 @@ def _bucket(n: int, minimum: int = 16) -> int:
     return max(minimum, 1 << max(0, int(n - 1).bit_length()))
 
 
+def _pad_rows(a: np.ndarray, rows: int) -> Array:
+    """``a [B, N, ...]`` zero-padded to ``rows`` rows (axis 1), as a device array."""
+    a = jnp.asarray(a)
+    return jnp.pad(a, [(0, 0), (0, rows - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
+
+
+def compiled_sizes(n: int, chunk_size: int = 1024) -> tuple[int, int]:
+    """``(context rows, query rows per chunk)`` that :meth:`PFN.encode` and
+    :meth:`PFN.logits_from_cache` compile for ``n`` context rows or ``n`` queries: contexts are
+    padded to a power of two of at least 16 rows; queries run in chunks of the power of two at or
+    above ``n`` (at least 16), capped at ``chunk_size`` rounded up to a power of two."""
+    return _bucket(n), min(_bucket(n), _bucket(chunk_size))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PFN:
     """A trained PFN: architecture, parameters and its output head (:mod:`pfnjax.heads`)."""
 
-    model_config: ModelConfig
+    model_config: ModelConfigBase  # the architecture's config (pfnjax.model)
+    io: ModelIO  # its input width, output width and label embedding
     graphdef: nnx.GraphDef
     params: Any
     head: Head
     train_config: TrainConfig | None = None
     trained_with_missing: bool = False
     prior_spec: dict | None = None  # the training prior's saved spec (pfnjax.priors.base.prior_spec)
+    input_range: tuple[float, float] | None = None  # the box the training inputs lay in, if bounded
+
+    def __repr__(self) -> str:
+        n_params = count_params(nnx.merge(self.graphdef, self.params)) if self.params is not None else 0
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.model_config.to_dict().items() if k != "name")
+        prior = (self.prior_spec or {}).get("class", "unknown")
+        return (f"PFN(model={self.model_config.name!r} ({settings}), {n_params / 1e6:.2f}M params, "
+                f"max_features={self.max_features}, head={type(self.head).__name__}"
+                f"({self.head.num_outputs} outputs), prior={prior}, "
+                f"trained_with_missing={self.trained_with_missing})")
 
     @property
     def task(self) -> str:
@@ -146,34 +175,40 @@ class PFN:
 
     @property
     def max_features(self) -> int:
-        return self.model_config.max_features
+        return self.io.max_features
 
     @property
     def max_classes(self) -> int:
         """Label classes the model embeds (0 for real-valued labels)."""
-        return self.model_config.y_vocab
+        return self.io.y_vocab
+
+    @classmethod
+    def from_run_info(cls, info: RunInfo, graphdef: nnx.GraphDef, params: Any) -> "PFN":
+        """A PFN from a saved run's metadata and its parameters."""
+        return cls(info.model_config, info.io, graphdef, params, info.head, info.train_config,
+                   info.trained_with_missing, info.prior_spec, info.input_range)
 
     @classmethod
     def from_train_result(cls, result) -> "PFN":
         """Wrap the output of :func:`pfnjax.train`."""
-        info = RunInfo(result.config, result.model_config, result.head, result.prior_spec)
-        return cls(result.model_config, result.graphdef, result.params, result.head, result.config,
-                   info.trained_with_missing, result.prior_spec)
+        info = RunInfo(result.config, result.config.model, result.io, result.head, result.prior_spec,
+                       result.prior_info)
+        return cls.from_run_info(info, result.graphdef, result.params)
 
     @classmethod
-    def init(cls, model_config: ModelConfig, head: Head | None = None, seed: int = 0,
+    def init(cls, model_config: ModelConfigBase, io: ModelIO, head: Head | None = None, seed: int = 0,
              trained_with_missing: bool = False) -> "PFN":
-        """A randomly initialised PFN (for timing and tests). The head must match ``model_config``;
-        by default a bar head with equally spaced borders on [-3, 3] (real-valued labels only)."""
+        """A randomly initialised PFN (for timing and tests). The head must match ``io``; by default
+        a bar head with equally spaced borders on [-3, 3] (real-valued labels only)."""
         if head is None:
-            if model_config.y_vocab:
+            if io.y_vocab:
                 raise ValueError("pass the head of a PFN whose labels are classes (y_vocab > 0)")
-            head = BarHead.equally_spaced(model_config.num_outputs)
-        if (head.num_outputs, head.y_vocab) != (model_config.num_outputs, model_config.y_vocab):
+            head = BarHead.equally_spaced(io.num_outputs)
+        if (head.num_outputs, head.y_vocab) != (io.num_outputs, io.y_vocab):
             raise ValueError(f"head {type(head).__name__} has num_outputs={head.num_outputs}, y_vocab={head.y_vocab}; "
-                             f"the model has {model_config.num_outputs}, {model_config.y_vocab}")
-        graphdef, params = nnx.split(PFNTransformer(model_config, nnx.Rngs(seed)), nnx.Param)
-        return cls(model_config, graphdef, params, head, None, trained_with_missing)
+                             f"the model has {io.num_outputs}, {io.y_vocab}")
+        graphdef, params = nnx.split(build_model(model_config, io, nnx.Rngs(seed)), nnx.Param)
+        return cls(model_config, io, graphdef, params, head, None, trained_with_missing)
 
     def __getstate__(self) -> dict:
         # Pickles (and deep copies) carry host arrays, restored as device arrays on load.
@@ -207,14 +242,13 @@ class PFN:
         x_ctx, y_ctx, batched = self._validate_context(x_ctx, y_ctx)
         b, n_ctx, n_feat_used = x_ctx.shape
         counts = self._feature_counts(num_features, b, n_feat_used)
+        self._warn_outside_training(x_ctx, counts)
         ctx_pad = _bucket(n_ctx)
-        xc = np.zeros((b, ctx_pad, self.max_features), np.float32)
-        xc[:, :n_ctx, :n_feat_used] = x_ctx
-        yc = np.zeros((b, ctx_pad), y_ctx.dtype)
-        yc[:, :n_ctx] = y_ctx
+        xc = pad_features(_pad_rows(x_ctx, ctx_pad), self.max_features)
+        yc = _pad_rows(y_ctx, ctx_pad)
         ctx_len = jnp.full((b,), n_ctx, jnp.int32)
         n_feat = jnp.asarray(counts, jnp.int32)
-        caches = _encode_jit(self.graphdef, self.params, jnp.asarray(xc), jnp.asarray(yc), ctx_len, n_feat)
+        caches = _encode_jit(self.graphdef, self.params, xc, yc, ctx_len, n_feat)
         return ContextCache(caches, ctx_len, n_feat, n_ctx, n_feat_used, batched, self.head.label_summary(y_ctx))
 
     @staticmethod
@@ -233,23 +267,42 @@ class PFN:
         """Logits ``f32[(B,) M, num_outputs]`` for queries against an encoded context.
 
         Queries run in chunks of ``chunk_size`` rows (rounded up to a power of two), so peak memory
-        is ``O(n_ctx · chunk)`` whatever ``M``. With ``pad_to_chunk`` every chunk, even for a few
-        queries, has exactly that shape: a query's output then never depends on how many other
-        queries were predicted with it (bitwise), at the price of computing a full chunk.
+        is ``O(n_ctx · chunk)`` whatever ``M``. A new query count compiles a new program only when
+        it falls into a new power-of-two chunk size (16, 32, ... up to ``chunk_size``; see
+        :func:`compiled_sizes` and :meth:`warmup`). With ``pad_to_chunk`` every chunk, even for a
+        few queries, has exactly that shape: a query's output then never depends on how many other
+        queries were predicted with it (bitwise), and one program serves every query count, at the
+        price of computing a full chunk.
         """
         x_qry = self._validate_queries(cache, x_qry)
+        self._warn_outside_training(x_qry, np.asarray(cache.num_features))
         b, n_qry, n_feat_used = x_qry.shape
         chunk = _bucket(chunk_size, minimum=1) if pad_to_chunk else min(_bucket(n_qry), _bucket(chunk_size))
         qry_pad = -(-n_qry // chunk) * chunk
-        xq = np.zeros((b, qry_pad, self.max_features), np.float32)
-        xq[:, :n_qry, :n_feat_used] = x_qry
+        xq = pad_features(_pad_rows(x_qry, qry_pad), self.max_features)
         outs = [
-            _decode_jit(self.graphdef, self.params, cache.caches, jnp.asarray(xq[:, s : s + chunk]),
+            _decode_jit(self.graphdef, self.params, cache.caches, xq[:, s : s + chunk],
                         cache.context_len, cache.num_features)
             for s in range(0, qry_pad, chunk)
         ]
         out = jnp.concatenate(outs, axis=1)[:, :n_qry] if len(outs) > 1 else outs[0][:, :n_qry]
         return out if cache.batched else out[0]
+
+    def warmup(self, context_sizes: Sequence[int] = (16,), query_counts: Sequence[int] = (16,), *,
+               num_features: int | None = None, batch_size: int = 1, chunk_size: int = 1024) -> list[tuple[int, int]]:
+        """Compile ahead of time the programs that contexts of ``context_sizes`` rows and query sets
+        of ``query_counts`` rows will use (see :func:`compiled_sizes`), so later calls of those
+        sizes run without compiling. Returns the ``(context rows, query chunk)`` shapes compiled."""
+        f = self.max_features if num_features is None else int(num_features)
+        shapes = sorted({(compiled_sizes(n, chunk_size)[0], compiled_sizes(m, chunk_size)[1])
+                         for n in context_sizes for m in query_counts})
+        y_dtype = np.int32 if self.io.y_vocab else np.float32
+        for n, m in shapes:
+            x = np.zeros((batch_size, n, f), np.float32)
+            cache = self.encode(x, np.zeros((batch_size, n), y_dtype))
+            jax.block_until_ready(self.logits_from_cache(cache, np.zeros((batch_size, m, f), np.float32),
+                                                         chunk_size=chunk_size))
+        return shapes
 
     def query_logits(self, cache: ContextCache, x_qry: Array) -> Array:
         """Pure, differentiable logits for queries against ``cache`` (see :func:`query_logits`).
@@ -274,11 +327,8 @@ class PFN:
         grow with ``(n_ctx + n_qry) · n_ctx``; for tests and benchmarks)."""
         x_ctx, y_ctx, x_qry, batched = self._validate(x_ctx, y_ctx, x_qry)
         b, n_ctx, n_feat_used = x_ctx.shape
-        x = np.zeros((b, n_ctx + x_qry.shape[1], self.max_features), np.float32)
-        x[:, :n_ctx, :n_feat_used] = x_ctx
-        x[:, n_ctx:, :n_feat_used] = x_qry
-        y = np.zeros(x.shape[:2], y_ctx.dtype)
-        y[:, :n_ctx] = y_ctx
+        x = pad_features(jnp.concatenate([jnp.asarray(x_ctx), jnp.asarray(x_qry)], axis=1), self.max_features)
+        y = _pad_rows(y_ctx, x.shape[1])
         out = _full_forward_jit(self.graphdef, self.params, jnp.asarray(x), jnp.asarray(y),
                                 jnp.full((b,), n_ctx, jnp.int32), jnp.full((b,), n_feat_used, jnp.int32))
         out = out[:, n_ctx:]
@@ -374,6 +424,28 @@ class PFN:
         self._check_finite("x_qry", x_qry)
         return x_qry.astype(np.float32)
 
+    def _warn_outside_training(self, x: np.ndarray, counts: np.ndarray) -> None:
+        """Warn when inputs leave what the model was trained on: fewer used features than any
+        training dataset had, or values outside the box of a prior with bounded inputs."""
+        if self.train_config is not None:
+            data = self.train_config.data
+            fewest = data.num_features if data.min_features is None else data.min_features
+            if counts.min() < fewest:
+                trained = (f"exactly {fewest}" if fewest == data.num_features else
+                           f"{fewest} to {data.num_features}")
+                warnings.warn(f"this model was trained only on datasets with {trained} features; inputs with "
+                              f"{int(counts.min())} features are outside that, so its predictions may be poor",
+                              UserWarning, stacklevel=3)
+        if self.input_range is not None:
+            lo, hi = self.input_range
+            margin = 0.05 * (hi - lo)
+            with np.errstate(invalid="ignore"):
+                outside = (x < lo - margin) | (x > hi + margin)
+            if np.any(outside):
+                warnings.warn(f"this model was trained on inputs in [{lo:g}, {hi:g}] (its prior's input box); "
+                              f"{int(outside.sum())} input values lie outside it: rescale x to that box",
+                              UserWarning, stacklevel=3)
+
     def _check_finite(self, name: str, x: np.ndarray) -> None:
         if not self.trained_with_missing:
             if not np.all(np.isfinite(x)):
@@ -402,8 +474,14 @@ def load(path: str | Path, step: int | None = None, *, attention_impl: str | Non
         CheckpointError: the directory is missing, has no complete checkpoint, or is corrupt.
     """
     path = Path(path)
-    if not path.exists() and (PRETRAINED_DIR / str(path)).exists():
-        path = PRETRAINED_DIR / str(path)
+    if not path.exists():
+        if (PRETRAINED_DIR / str(path)).exists():
+            path = PRETRAINED_DIR / str(path)
+        else:
+            names = shipped_models()
+            close = difflib.get_close_matches(str(path), names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ckpt.CheckpointError(f"run directory {str(path)!r} does not exist, and no shipped model has that "
+                                       f"name; shipped models: {', '.join(names)}.{hint}")
     info, graphdef, params = restore_inference(path, step, attention_impl=attention_impl)
-    return PFN(info.model_config, graphdef, params, info.head, info.train_config, info.trained_with_missing,
-               info.prior_spec)
+    return PFN.from_run_info(info, graphdef, params)

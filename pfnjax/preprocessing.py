@@ -9,8 +9,7 @@ applying it to context and queries alike, in this order (TabPFN v1's inference p
 2. optionally a per-column power transform (Yeo-Johnson, :class:`YeoJohnson`: scikit-learn's
    ``PowerTransformer`` vectorised over columns) or a
    quantile transform to a normal (``QuantileTransformer``), fitted on the context;
-3. soft outlier clipping at ``outlier_sigma`` robust std devs (:func:`soft_clip`, the same formula
-   as :func:`pfnjax.priors.scm.soft_clip_outliers`);
+3. soft outlier clipping at ``outlier_sigma`` robust std devs;
 4. z-score again on the context;
 5. missing values (NaN) become 0, i.e. the context column mean;
 6. optionally (``whitened_components > 0``) append that many whitened principal components of the
@@ -20,6 +19,10 @@ applying it to context and queries alike, in this order (TabPFN v1's inference p
 
 :class:`TargetScaler` standardises regression targets with the context's mean and (population)
 std and maps bar-distribution borders back to the original units: ``borders * std + mean``.
+
+The z-scoring and the clipping are :mod:`pfnjax.numerics`' (:func:`~pfnjax.numerics.standardization`,
+:func:`~pfnjax.numerics.soft_clip_bounds`, :func:`~pfnjax.numerics.soft_clip`): the same code the
+priors scale their training data with, run here in float64 on the context's statistics.
 """
 
 from __future__ import annotations
@@ -31,38 +34,23 @@ from typing import Literal
 import jax.numpy as jnp
 import numpy as np
 
+from pfnjax.numerics import nan_mean_std, soft_clip, soft_clip_bounds, standardization
+
 Transform = Literal["power", "quantile"] | None
 TRANSFORMS = (None, "none", "power", "quantile")
 
 
-def nan_mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and population stds ignoring NaN; all-NaN columns give (0, 0)."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(x, axis=0)
-        std = np.nanstd(x, axis=0)
-    return np.nan_to_num(mean), np.nan_to_num(std)
+MIN_STD = 1e-12  # a column whose context std is at most this is constant: it is only centred
 
 
-def soft_clip_bounds(x: np.ndarray, n_sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """TabPFN v1's robust bounds: mean ± n_sigma·std, with the stats recomputed on the inliers."""
-    mean, std = nan_mean_std(x)
-    with np.errstate(invalid="ignore"):
-        inlier = np.abs(x - mean) <= n_sigma * std
-    mean, std = nan_mean_std(np.where(inlier, x, np.nan))
-    return mean - n_sigma * std, mean + n_sigma * std
-
-
-def soft_clip(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """Values beyond a bound grow only logarithmically: ``min(x, upper + log1p(|x|))`` and likewise
-    below (TabPFN v1's ``remove_outliers``). NaN stays NaN."""
-    with np.errstate(invalid="ignore"):
-        x = np.maximum(-np.log1p(np.abs(x)) + lower, x)
-        return np.minimum(np.log1p(np.abs(x)) + upper, x)
+def _column_standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column ``(center, scale)`` of :func:`pfnjax.numerics.standardization`, as flat vectors."""
+    center, scale = standardization(x, axis=0, min_std=MIN_STD)
+    return center[0], scale[0]
 
 
 def _safe_std(std: np.ndarray) -> np.ndarray:
-    return np.where(std > 1e-12, std, 1.0)
+    return np.where(std > MIN_STD, std, 1.0)
 
 
 @dataclasses.dataclass
@@ -99,8 +87,7 @@ class ContextScaler:
             if self.whitened_components:
                 raise ValueError("whitened_components needs standardize=True")
             return self
-        self.mean1_, std1 = nan_mean_std(x)
-        self.std1_ = _safe_std(std1)
+        self.mean1_, self.std1_ = _column_standardization(x)
         z = (x - self.mean1_) / self.std1_
         if self.transform in ("power", "quantile") and x.shape[0] >= 2:
             self.transformer_ = _fit_transformer(self.transform, z)
@@ -109,8 +96,7 @@ class ContextScaler:
         if self.outlier_sigma is not None:
             self.lower_, self.upper_ = soft_clip_bounds(z, self.outlier_sigma)
             z = soft_clip(z, self.lower_, self.upper_)
-        self.mean2_, std2 = nan_mean_std(z)
-        self.std2_ = _safe_std(std2)
+        self.mean2_, self.std2_ = _column_standardization(z)
         if self.whitened_components > 0:
             if not self.impute_missing:
                 raise ValueError("whitened_components needs impute_missing=True")
@@ -134,8 +120,7 @@ class ContextScaler:
         if self.outlier_sigma is not None:
             self.component_lower_, self.component_upper_ = soft_clip_bounds(w, self.outlier_sigma)
             w = soft_clip(w, self.component_lower_, self.component_upper_)
-        self.component_shift_, scale = nan_mean_std(w)
-        self.component_scale_ = _safe_std(scale)
+        self.component_shift_, self.component_scale_ = _column_standardization(w)
 
     def _whitened(self, x: np.ndarray) -> np.ndarray:
         w = (x - self.component_mean_) @ self.components_
@@ -282,10 +267,8 @@ class TargetScaler:
     min_std: float = 1e-12
 
     def fit(self, y: np.ndarray) -> "TargetScaler":
-        y = np.asarray(y, np.float64)
-        self.mean_ = float(np.mean(y))
-        std = float(np.std(y))
-        self.std_ = std if std > self.min_std else 1.0
+        center, scale = standardization(np.asarray(y, np.float64), axis=0, min_std=self.min_std)
+        self.mean_, self.std_ = float(center[0]), float(scale[0])
         return self
 
     def transform(self, y: np.ndarray) -> np.ndarray:

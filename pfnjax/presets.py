@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pfnjax.config import TrainConfig
@@ -83,13 +84,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gp-mimicry-cpu": dict(prior="gp", num_features=5, seq_len=200, split="loguniform", batch_size=32,
                            steps=3000, lr=1e-3, warmup_steps=250, d_model=128, num_layers=4, num_heads=4,
                            d_ff=256, num_buckets=1000, border_samples=200_000, checkpoint_every=500,
-                           keep_checkpoints=1, log_every=50, eval_every=500, eval_datasets=128,
-                           eval_context_sizes=(2, 10, 50, 199)),
+                           keep_checkpoints=1, log_every=50,
+                           evals=({"type": "held_out", "every": 500, "num_datasets": 128,
+                                   "context_sizes": (2, 10, 50, 199)},)),
     "gp-mimicry-gpu": dict(prior="gp", num_features=5, seq_len=1000, split="loguniform", batch_size=64,
                            steps=12_000, lr=3e-4, warmup_steps=3000, d_model=512, num_layers=6, num_heads=8,
                            num_buckets=1000, border_samples=1_000_000, compute_dtype="bfloat16",
-                           checkpoint_every=2000, keep_checkpoints=1, log_every=100, eval_every=2000,
-                           eval_datasets=128, eval_context_sizes=(2, 10, 100, 999)),
+                           checkpoint_every=2000, keep_checkpoints=1, log_every=100,
+                           evals=({"type": "held_out", "every": 2000, "num_datasets": 128,
+                                   "context_sizes": (2, 10, 100, 999)},)),
     "gp-hyper-cpu": dict(prior="gp_hyper", num_features=5, seq_len=100, split="uniform", batch_size=32,
                          steps=3000, lr=1e-3, warmup_steps=250, d_model=128, num_layers=4, num_heads=4,
                          d_ff=256, num_buckets=1000, border_samples=200_000, checkpoint_every=500,
@@ -117,27 +120,47 @@ for _size in ("small", "big"):
 DEFAULT_PRESETS = {"regression": "tiny", "classification": "tiny-cls"}
 
 
-def default_preset(prior: str) -> str:
-    """The laptop-sized preset for the registered prior ``prior`` (``tiny`` or ``tiny-cls``)."""
-    from pfnjax.priors import get_prior, prior_names
+def default_preset(prior: Any) -> str:
+    """The laptop-sized preset for a prior (a registered name, ``module:Class`` or an instance):
+    ``tiny`` for regression, ``tiny-cls`` for classification."""
+    from pfnjax.priors import get_prior
 
-    if prior not in prior_names():
-        raise ValueError(f"unknown prior {prior!r}; choose one of {prior_names()}")
-    return DEFAULT_PRESETS.get(get_prior(prior).task, "tiny")
+    task = get_prior(prior).task if isinstance(prior, str) else prior.task
+    return DEFAULT_PRESETS.get(task, "tiny")
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
     """The named preset with ``overrides`` (flat aliases, see :mod:`pfnjax.config`) applied;
-    ``None`` values are ignored."""
+    ``None`` values are ignored. ``prior`` may be a registered name, ``module:Class`` or a prior
+    instance; the preset's settings for a prior (``prior_defaults``) apply to a prior of that name.
+    With ``model=NAME`` the preset's model settings that architecture lacks are left out."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        import difflib
+
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        raise ValueError(f"unknown preset {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                         f"choose one of {sorted(PRESETS)}")
     fields = dict(PRESETS[name])
     prior_defaults = fields.pop("prior_defaults", {})
-    fields.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "model" in overrides:
+        # a preset sizes the architectures it knows: its settings that the chosen architecture does
+        # not have are left out (the caller's own settings are still checked)
+        from pfnjax.config import aliases
+        from pfnjax.model import model_class
+
+        known = {f.name for f in dataclasses.fields(model_class(overrides["model"]))}
+        table = aliases()
+        fields = {k: v for k, v in fields.items()
+                  if not (k in table and table[k].section == "model" and table[k].field not in known)}
+    fields.update(overrides)
     if overrides.get("warmup_steps") is None and fields.get("warmup_steps", 0) > fields.get("steps", 1):
         fields["warmup_steps"] = fields["steps"] // 10  # a shortened run keeps a proportional warmup
     prior = fields.get("prior", TrainConfig().prior.name)
-    fields["prior_kwargs"] = {**prior_defaults.get(prior, {}), **fields.get("prior_kwargs", {})}
+    if isinstance(prior, str):
+        fields["prior_kwargs"] = {**prior_defaults.get(prior, {}), **fields.get("prior_kwargs", {})}
+    elif fields.get("prior_kwargs"):
+        raise ValueError("prior_kwargs cannot be combined with a prior instance: set its fields on the instance")
     return TrainConfig.from_flat(**fields)
 
 

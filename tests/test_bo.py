@@ -118,7 +118,7 @@ def test_shipped_bo_model_fits_its_prior():
     """``bo-hebo``: a bar-head PFN for up to 6 dimensions trained on the HEBO-style GP prior; on
     held-out functions of that prior its NLL falls as observations accumulate, and it beats a
     Gaussian with the context's mean and variance."""
-    from pfnjax.evaluate import HeldOutEvaluator, held_out_source
+    from pfnjax.evaluators import HeldOutEvaluator, held_out_source, make_predict_fn
     from pfnjax.priors.gp import GPHyperPrior
 
     pfn = pfnjax.load("bo-hebo")
@@ -127,7 +127,7 @@ def test_shipped_bo_model_fits_its_prior():
     assert isinstance(prior, GPHyperPrior) and prior.kernel == "matern32" and prior.noise_prior == "lognormal"
     ev = HeldOutEvaluator.for_pfn(pfn, prior, key, context_sizes=(5, 50), num_datasets=64, num_queries=20,
                                   num_features_sampler=sampler)
-    metrics = ev.run(pfn.params)
+    metrics = ev.run(make_predict_fn(pfn.graphdef), pfn.params)
     assert metrics["nll@50"] < metrics["nll@5"] - 0.3
     # the context-moment Gaussian on the same held-out rows
     y = ev.data.y.astype(np.float64)

@@ -1,7 +1,7 @@
 """Every Python block of docs/architecture.md runs as written (in order, one namespace).
 
-The blocks run in a fresh interpreter: they register a prior and a head, and the registries of
-this test process must stay as the other tests expect."""
+The blocks run in a fresh interpreter: they register a prior, an architecture, a head and an
+evaluator, and the registries of this test process must stay as the other tests expect."""
 
 import re
 import subprocess
@@ -22,10 +22,10 @@ print("head kind:", namespace["pfn"].head.kind)
 
 def test_architecture_examples_run(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 3, "one example per extension point: prior, head, evaluator"
+    assert len(blocks) == 4, "one example per extension point: prior, architecture, head, evaluator"
     assert all(len(block.strip().splitlines()) >= 10 for block in blocks)
     out = subprocess.run([sys.executable, "-c", RUNNER, str(DOC)], cwd=tmp_path, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "head kind: doc_bernoulli" in out.stdout
-    assert "coverage90" in out.stdout
+    assert "doc_median_error" in out.stdout and "coverage90" in out.stdout

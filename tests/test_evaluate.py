@@ -5,8 +5,8 @@ import jax
 import numpy as np
 from scipy import stats
 
-from pfnjax.evaluate import evaluate_against_oracle, held_out_datasets
-from pfnjax.model import ModelConfig
+from pfnjax.evaluators import evaluate_against_oracle, held_out_datasets
+from pfnjax.model import ClassicConfig, ModelIO
 from pfnjax.predict import PFN
 from pfnjax.priors import get_prior
 from pfnjax.priors.mix import uniform_feature_count
@@ -14,11 +14,11 @@ from pfnjax.priors.mix import uniform_feature_count
 
 def test_variable_feature_counts_are_scored_from_the_used_columns():
     prior = get_prior("gp", noise=0.01)
-    pfn = PFN.init(ModelConfig(4, 40, d_model=32, num_layers=2, num_heads=2), seed=0)
+    pfn = PFN.init(ClassicConfig(d_model=32, num_layers=2, num_heads=2), ModelIO(4, 40), seed=0)
     key, sampler = jax.random.key(7), uniform_feature_count(1)
     rows = evaluate_against_oracle(pfn, prior, key, context_sizes=(3, 12), num_datasets=12, num_queries=6,
                                    num_features_sampler=sampler)
-    data = held_out_datasets(pfn, prior, key, (3, 12), 12, 6, num_features_sampler=sampler)
+    data = held_out_datasets(prior, key, (3, 12), 12, 6, pfn.max_features, num_features_sampler=sampler)
     assert len(set(data.num_features.tolist())) > 1  # the case under test: mixed feature counts
     hyper = prior.hyper()
     for row, n in zip(rows, (3, 12)):

@@ -47,7 +47,7 @@ def _probe(module: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("module", ["pfnjax.predict", "pfnjax.sklearn", "pfnjax.evaluate"])
+@pytest.mark.parametrize("module", ["pfnjax.predict", "pfnjax.sklearn", "pfnjax.evaluators"])
 def test_inference_imports_no_training(module):
     if module == "pfnjax.sklearn":
         pytest.importorskip("sklearn")
@@ -62,11 +62,11 @@ def test_inference_imports_no_training(module):
 def test_predict_loads_no_priors():
     """Prediction needs neither the prior library nor the evaluator."""
     found = _probe("pfnjax.predict")
-    assert not [m for m in found["modules"] if m.startswith(("pfnjax.priors", "pfnjax.evaluate"))], found["modules"]
+    assert not [m for m in found["modules"] if m.startswith(("pfnjax.priors", "pfnjax.evaluators"))], found["modules"]
 
 
-INFERENCE_SIDE = ["checkpoint.py", "config.py", "evaluate.py", "predict.py", "preprocessing.py", "runs.py",
-                  "sklearn.py", "presets.py", "heads", "model", "distributions", "priors"]
+INFERENCE_SIDE = ["checkpoint.py", "config.py", "evaluators", "predict.py", "preprocessing.py", "runs.py",
+                  "sklearn", "presets.py", "heads", "model", "distributions", "priors", "numerics.py"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -89,8 +89,18 @@ def test_only_training_code_imports_optax_or_training():
     for path in files:
         bad = {n for n in _imports(path) if n == "optax" or n.startswith(("optax.", "pfnjax.training"))}
         assert not bad, f"{path.relative_to(root)} imports {bad}"
-    trainer = _imports(root / "training" / "trainer.py")
+    trainer = _imports(root / "training" / "state.py") | _imports(root / "training" / "trainer.py")
     assert "optax" in trainer and "pfnjax.runs" in trainer
+
+
+def test_heads_and_models_import_no_priors():
+    """Heads are fitted from labels the trainer draws; neither heads nor models know the priors."""
+    root = Path(pfnjax.__file__).parent
+    for package in ("heads", "model"):
+        for path in (root / package).rglob("*.py"):
+            bad = {n for n in _imports(path) if n.startswith(("pfnjax.priors", "pfnjax.training", "pfnjax.config"))}
+            assert not bad, f"{path.relative_to(root)} imports {bad}"
+    assert "pfnjax.priors.base" in _imports(root / "training" / "state.py")  # the control: the trainer does
 
 
 def test_pfnjax_train_is_the_function():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pfnjax.model import ModelConfig, PFNTransformer
+from pfnjax.model import ClassicConfig, ModelIO, PFNTransformer, build_model
 
 # Every test here compares two computations of the same logits: see conftest.full_precision.
 pytestmark = pytest.mark.usefixtures("full_precision")
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("full_precision")
 def _random_model(task="regression", num_outputs=20, compute_dtype="float32", norm="pre"):
     # classification: the context labels are classes, embedded (y_vocab = num_outputs); regression: real y
     y_vocab = num_outputs if task == "classification" else 0
-    cfg = ModelConfig(max_features=4, num_outputs=num_outputs, y_vocab=y_vocab, d_model=32, num_layers=2, num_heads=4,
-                      compute_dtype=compute_dtype, norm=norm)
-    model = PFNTransformer(cfg, nnx.Rngs(0))
+    cfg = ClassicConfig(d_model=32, num_layers=2, num_heads=4, compute_dtype=compute_dtype, norm=norm)
+    model = build_model(cfg, ModelIO(max_features=4, num_outputs=num_outputs, y_vocab=y_vocab), nnx.Rngs(0))
+    assert isinstance(model, PFNTransformer)
     # Zero-initialised output projections make fresh layers the identity; perturb every
     # parameter so the attention actually mixes tokens in these tests.
     graphdef, state = nnx.split(model)
@@ -56,6 +56,10 @@ def test_query_targets_never_leak():
     out = model(x, y, sep, nf)
     out2 = model(x, y.at[:, 6:].set(1e3), sep, nf)
     np.testing.assert_allclose(out, out2, atol=1e-5)
+    # positive control: the same change to a *context* target moves every query's logits, so a
+    # model that ignored y altogether could not pass the test above by accident
+    out3 = model(x, y.at[:, 2].set(1e3), sep, nf)
+    assert np.abs(np.asarray(out3[:, 6:] - out[:, 6:])).min(axis=-1).max() > 1e-3
 
 
 def test_context_permutation_invariance():
@@ -109,21 +113,29 @@ def test_feature_scaling_makes_padding_consistent():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(max_features=3, num_outputs=10, d_model=30, num_heads=4)
+        ClassicConfig(d_model=30, num_heads=4)
     with pytest.raises(ValueError, match="y_vocab"):
-        ModelConfig(max_features=3, num_outputs=10, y_vocab=-1)
-    # configs saved by pfnjax 0.1 name a task instead of y_vocab
+        ModelIO(max_features=3, num_outputs=10, y_vocab=-1)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        ClassicConfig(norm="sandwich")
+    with pytest.raises(ValueError, match="has no setting 'd_modle'"):
+        ClassicConfig().replace(d_modle=64)
+    # runs saved by pfnjax 0.1 name a task instead of y_vocab; 0.2 runs keep the sizes in the model dict
+    from pfnjax.runs import _legacy_model
+
     legacy = dict(max_features=3, num_outputs=10, d_model=16, num_heads=2)
-    assert ModelConfig.from_dict({**legacy, "task": "classification"}).y_vocab == 10
-    assert ModelConfig.from_dict({**legacy, "task": "regression"}).y_vocab == 0
-    cfg = ModelConfig(max_features=3, num_outputs=10, y_vocab=4)
-    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert _legacy_model({**legacy, "task": "classification"})[1] == ModelIO(3, 10, 10)
+    assert _legacy_model({**legacy, "task": "regression"}) == (ClassicConfig(d_model=16, num_heads=2), ModelIO(3, 10, 0))
+    from pfnjax.model import model_config_from_dict
+
+    cfg = ClassicConfig(d_model=64, num_heads=4, d_ff=96)
+    assert model_config_from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["name"] == "classic"
 
 
 # --------------------------------------------------------------------------- attention implementation
 
 from pfnjax.model import context_attention, resolve_attention_impl  # noqa: E402
-from pfnjax.model.transformer import cuda_available  # noqa: E402
+from pfnjax.model.attention import cuda_available  # noqa: E402
 
 _IMPLS = ["xla", "auto", "cudnn"]
 
@@ -176,8 +188,8 @@ def test_auto_attention_picks_xla_off_gpus_and_for_float32():
 
 
 def test_attention_impl_config():
-    assert ModelConfig(max_features=3, num_outputs=10).attention_impl == "auto"
+    assert ClassicConfig().attention_impl == "auto"
     # runs saved before the field existed stored None
-    assert ModelConfig(max_features=3, num_outputs=10, attention_impl=None).attention_impl == "auto"
+    assert ClassicConfig(attention_impl=None).attention_impl == "auto"
     with pytest.raises(ValueError, match="attention_impl"):
-        ModelConfig(max_features=3, num_outputs=10, attention_impl="flash")
+        ClassicConfig(attention_impl="flash")

@@ -22,8 +22,7 @@ from tf32_emulation import emulate_tf32
 
 import pfnjax
 from pfnjax.distributions import bar
-from pfnjax.evaluate import oracle_for
-from pfnjax.model import ModelConfig, PFNTransformer
+from pfnjax.model import ClassicConfig, ModelIO, build_model
 from pfnjax.numerics import low_precision_dots, matmul
 from pfnjax.priors import gp, linear, prior_names
 from pfnjax.priors.base import get_prior, sample_batch
@@ -60,8 +59,8 @@ def test_guard_finds_default_precision_dots_in_nested_jaxprs():
 
 def test_the_transformer_keeps_fast_default_precision_matmuls():
     # The guard is for the sensitive code only: the model's own matmuls must stay TF32/bf16-fast.
-    cfg = ModelConfig(max_features=3, num_outputs=7, d_model=16, num_layers=1, num_heads=2)
-    model = PFNTransformer(cfg, nnx.Rngs(0))
+    cfg = ClassicConfig(d_model=16, num_layers=1, num_heads=2)
+    model = build_model(cfg, ModelIO(max_features=3, num_outputs=7), nnx.Rngs(0))
     batch = sample_batch(get_prior("gp"), jax.random.key(0), SHAPE)
     found = low_precision_dots(lambda: model(batch.x, batch.y, batch.single_eval_pos, batch.num_features))
     assert len(found) >= 4
@@ -96,9 +95,14 @@ def test_prior_variants_run_their_matmuls_at_full_precision():
 def test_oracles_run_their_matmuls_at_full_precision():
     batch = sample_batch(get_prior("gp"), jax.random.key(1), SHAPE)
     xc, yc, xq, yq = batch.x[:, :10], batch.y[:, :10], batch.x[:, 10:], batch.y[:, 10:]
-    for name in ("gp", "linear"):  # the priors `pfnjax eval` scores against an exact posterior
-        oracle = oracle_for(get_prior(name))
-        found = low_precision_dots(jax.vmap(oracle), xc, yc, xq, yq)
+    mask = jnp.arange(10) < 7
+    # every prior that states an exact posterior (the evaluators' oracle), with and without a context mask
+    oracles = [name for name in prior_names() if callable(getattr(get_prior(name), "exact_predictive", None))]
+    assert {"gp", "linear"} <= set(oracles)
+    for name in oracles:
+        oracle = get_prior(name).exact_predictive
+        found = low_precision_dots(jax.vmap(oracle), xc, yc, xq)
+        found += low_precision_dots(jax.vmap(lambda a, b, c: oracle(a, b, c, ctx_mask=mask)), xc, yc, xq)
         assert found == [], f"{name}: " + "\n".join(found)
     hyper = gp.GPHyper(0.6, 1.0, 1e-4)
     assert low_precision_dots(lambda *a: gp.exact_posterior(*a, hyper), xc[0], yc[0], xq[0]) == []

@@ -3,6 +3,7 @@ queries, batch-independent results, pickling, and shipped pretrained models."""
 
 import configparser
 import copy
+import dataclasses
 import fnmatch
 import pickle
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import pfnjax
 from pfnjax.distributions import bar
 from pfnjax.heads import BarHead, ClassHead
-from pfnjax.model import ModelConfig
+from pfnjax.model import ClassicConfig, ModelIO
 from pfnjax.predict import PFN, PRETRAINED_DIR, _decode_jit, _full_forward_jit
 
 S = jax.ShapeDtypeStruct
@@ -28,14 +29,14 @@ pytestmark = pytest.mark.usefixtures("full_precision")
 def _pfn(task="regression", max_features=4, num_outputs=None, d_model=32, seed=0):
     num_outputs = num_outputs or (30 if task == "regression" else 6)
     classification = task == "classification"
-    cfg = ModelConfig(max_features, num_outputs, y_vocab=num_outputs if classification else 0, d_model=d_model,
-                      num_layers=2, num_heads=2)
-    pfn = PFN.init(cfg, ClassHead(num_outputs) if classification else None, seed=seed)
+    cfg = ClassicConfig(d_model=d_model, num_layers=2, num_heads=2)
+    io = ModelIO(max_features, num_outputs, y_vocab=num_outputs if classification else 0)
+    pfn = PFN.init(cfg, io, ClassHead(num_outputs) if classification else None, seed=seed)
     # perturb the zero-initialised output projections so every layer does something
     leaves, treedef = jax.tree.flatten(pfn.params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     leaves = [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
-    return PFN(pfn.model_config, pfn.graphdef, jax.tree.unflatten(treedef, leaves), pfn.head)
+    return dataclasses.replace(pfn, params=jax.tree.unflatten(treedef, leaves))
 
 
 def _data(n_ctx, n_qry, f=3, seed=0, task="regression"):
@@ -52,7 +53,7 @@ def test_cached_chunked_logits_equal_the_full_forward(task, n_ctx, n_qry, chunk)
     x_ctx, y_ctx, x_qry = _data(n_ctx, n_qry, task=task)
     full = np.asarray(pfn.logits_uncached(x_ctx, y_ctx, x_qry))  # one PFNTransformer.__call__ over T = n_ctx + n_qry
     cached = np.asarray(pfn.logits(x_ctx, y_ctx, x_qry, chunk_size=chunk))
-    assert cached.shape == full.shape == (n_qry, pfn.model_config.num_outputs)
+    assert cached.shape == full.shape == (n_qry, pfn.io.num_outputs)
     np.testing.assert_allclose(cached, full, atol=2e-5, rtol=1e-5)
     # batched input: each dataset of the batch equals its unbatched prediction
     x2, y2, q2 = _data(n_ctx, n_qry, seed=1, task=task)
@@ -166,17 +167,17 @@ def test_pickle_and_deepcopy_round_trip_and_share_compiled_programs():
 
 
 def test_init_validates_borders():
-    cfg = ModelConfig(2, 10, d_model=16, num_layers=1, num_heads=2)
+    cfg, io = ClassicConfig(d_model=16, num_layers=1, num_heads=2), ModelIO(2, 10)
     # a bar head with 5 borders has 4 buckets, the model 10 outputs
     with pytest.raises(ValueError, match="num_outputs=4"):
-        PFN.init(cfg, BarHead(jnp.zeros(5)))
+        PFN.init(cfg, io, BarHead(jnp.zeros(5)))
     # the default head: 11 equally spaced borders on [-3, 3]
-    np.testing.assert_allclose(PFN.init(cfg).borders, np.linspace(-3, 3, 11), atol=1e-6)
+    np.testing.assert_allclose(PFN.init(cfg, io).borders, np.linspace(-3, 3, 11), atol=1e-6)
     # a classification head on a real-valued model, and a model of class labels without its head
     with pytest.raises(ValueError, match="y_vocab"):
-        PFN.init(cfg, ClassHead(10))
+        PFN.init(cfg, io, ClassHead(10))
     with pytest.raises(ValueError, match="head"):
-        PFN.init(ModelConfig(2, 10, y_vocab=10, d_model=16, num_layers=1, num_heads=2))
+        PFN.init(cfg, ModelIO(2, 10, y_vocab=10))
 
 
 # --------------------------------------------------------------------------- shipped pretrained models

@@ -9,24 +9,45 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pfnjax.priors import bnn, get_prior, make_batch_sampler, prior_names
-from pfnjax.priors.mix import GPClassificationPrior, uniform_feature_count
+from pfnjax.priors import get_prior, make_batch_sampler, prior_names
+from pfnjax.priors.bnn import BNNPrior
+from pfnjax.priors.bnn_binary import BNNBinaryPrior
+from pfnjax.priors.gp import GPHyperPrior, GPPrior
+from pfnjax.priors.linear import LinearPrior
+from pfnjax.priors.mix import GPClassificationPrior, tabpfn_v1_mix, uniform_feature_count
+from pfnjax.priors.scm import SCMPrior, SCMRegressionPrior
 from pfnjax.types import BatchShape
 
 SHAPE = BatchShape(12, 32, 5)
 
-VARIANTS = {
-    # tabular_regression_mix: a MixturePrior (covered by tabpfn_v1_mix) of components covered here
-    **{name: (lambda name=name: get_prior(name)) for name in prior_names() if name != "tabular_regression_mix"},
-    "bnn_all_activations": lambda: bnn.BNNPrior(activations=("tanh", "relu", "identity")),
-    "scm_missing_categorical": lambda: get_prior("scm", missing_rate=0.05, categorical_feature_p=0.5),
-    "gp_classification": lambda: GPClassificationPrior(missing_rate=0.05),
-    "tabpfn_v1_mix_low_scm": lambda: get_prior("tabpfn_v1_mix", scm_weight=0.75),
+# Written out here, not read from the registry under test: every registered prior by its class
+# (tabular_regression_mix is a MixturePrior of components covered here, as tabpfn_v1_mix is).
+REGISTERED = {
+    "gp": GPPrior,
+    "gp_hyper": GPHyperPrior,
+    "linear": LinearPrior,
+    "bnn": BNNPrior,
+    "bnn_binary": BNNBinaryPrior,
+    "scm": SCMPrior,
+    "scm_regression": SCMRegressionPrior,
+    "tabpfn_v1_mix": tabpfn_v1_mix,
 }
+VARIANTS = {
+    **REGISTERED,
+    "bnn_all_activations": lambda: BNNPrior(activations=("tanh", "relu", "identity")),
+    "scm_missing_categorical": lambda: SCMPrior(missing_rate=0.05, categorical_feature_p=0.5),
+    "gp_classification": lambda: GPClassificationPrior(missing_rate=0.05),
+    "tabpfn_v1_mix_low_scm": lambda: tabpfn_v1_mix(scm_weight=0.75),
+}
+DOCS_AND_TESTS = {"doc_sine", "doc_coin", "sine_abc"}  # registered by the docs' and other tests' examples
 
 
 def test_every_registered_prior_is_covered():
-    assert {"gp", "gp_hyper", "linear", "bnn", "scm", "tabpfn_v1_mix"} <= set(prior_names())
+    """The registry holds exactly the priors written out above (plus the tabular regression bag), and
+    each name builds the same config as its class does."""
+    assert set(prior_names()) - DOCS_AND_TESTS == set(REGISTERED) | {"tabular_regression_mix"}
+    for name, build in REGISTERED.items():
+        assert get_prior(name) == build(), name
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -15,6 +15,7 @@ from sklearn.metrics import log_loss
 
 from pfnjax import predict as predict_module
 from pfnjax.sklearn import PFNClassifier, PFNRegressor, ecoc_codebook
+from pfnjax.sklearn.members import member_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,8 +138,8 @@ def test_onehot_members_equal_a_model_fitted_on_indicator_columns():
     member_logits = mixed._member_logits(x_test)
     for i, (m, scaler) in enumerate(zip(mixed.ensemble_, mixed.scalers_)):
         # the member alone, at its own width, through the plain PFN API
-        x_ctx = scaler.transform_rows(mixed._member_columns(x_train, m))
-        x_qry = scaler.transform_rows(mixed._member_columns(x_test, m))
+        x_ctx = scaler.transform_rows(member_columns(x_train, m))
+        x_qry = scaler.transform_rows(member_columns(x_test, m))
         alone = mixed.pfn_.logits(x_ctx, m["class_permutation"][y[:120]], x_qry)
         np.testing.assert_allclose(member_logits[i], np.asarray(alone), atol=2e-4, err_msg=f"member {i}")
     # one-hot members fall back to codes when the indicators would not fit the model's width
@@ -177,11 +178,13 @@ def test_degenerate_columns_and_rows_raise_clear_errors(Est, model):
     y = rng.normal(size=40) if Est is PFNRegressor else np.arange(40) % 2
     const = x.copy()
     const[:, 1] = 3.0
-    with pytest.raises(ValueError, match=r"columns \[1\] are constant"):
-        Est(model=model).fit(const, y)
-    dropped = Est(model=model, constant_columns="drop", random_state=0).fit(const, y)
+    # by default a constant column is dropped with a warning, as a real table with one fits out of the box
+    with pytest.warns(UserWarning, match=r"columns \[1\] are constant in the training rows.*dropped"):
+        dropped = Est(model=model, random_state=0).fit(const, y)
     kept = Est(model=model, random_state=0).fit(x[:, [0, 2]], y)
     np.testing.assert_array_equal(dropped.predict(const), kept.predict(x[:, [0, 2]]))
+    with pytest.raises(ValueError, match=r"columns \[1\] are constant"):
+        Est(model=model, constant_columns="error").fit(const, y)
     with pytest.raises(ValueError, match="constant_columns"):
         Est(model=model, constant_columns="keep").fit(x, y)
     with pytest.raises(ValueError, match="n_samples=1"):

@@ -1,6 +1,7 @@
 """Training: the loss falls, checkpoints round-trip exactly, resume continues the run,
 and bad inputs to load/predict raise clear errors."""
 
+import dataclasses
 import json
 import shutil
 
@@ -58,7 +59,7 @@ def test_resume_continues_the_run_exactly(tmp_path):
 
 def test_length_curriculum_switches_shapes_and_resumes_exactly(tmp_path, monkeypatch):
     # from step 6 on, datasets have 48 rows in batches of 4; a run cut at the switch resumes bitwise
-    from pfnjax.training import trainer
+    from pfnjax.training import step as trainer
 
     traced = []
 
@@ -112,7 +113,7 @@ def test_loaded_pfn_matches_training_result_and_predicts(trained_pfn, tmp_path):
     rng = np.random.default_rng(0)
     x_ctx, y_ctx, x_qry = rng.uniform(size=(7, 2)), rng.normal(size=7), rng.uniform(size=(5, 2))
     dist = trained_pfn.predict(x_ctx, y_ctx, x_qry)
-    assert dist.logits.shape == (5, trained_pfn.model_config.num_outputs)
+    assert dist.logits.shape == (5, trained_pfn.io.num_outputs)
     mean, q = np.asarray(dist.mean()), np.asarray(dist.quantile(jnp.array([0.05, 0.95])))
     assert np.all(np.isfinite(mean)) and np.all(q[..., 0] < q[..., 1])
     # batched input gives the same answer per dataset
@@ -153,13 +154,26 @@ def test_predict_rejects_bad_input(trained_pfn):
 
 
 def test_public_api_exports():
-    for name in ("train", "load", "TrainConfig", "preset_config", "sample_batch", "get_prior", "BatchShape"):
-        assert hasattr(pfnjax, name), name
+    """Every exported name is the object its defining module holds (not a copy or a stub), and
+    unknown names raise AttributeError."""
+    import importlib
+
+    assert pfnjax.__all__ == sorted(pfnjax._EXPORTS)
+    for name, module in pfnjax._EXPORTS.items():
+        value = getattr(pfnjax, name)
+        if module == "pfnjax":
+            assert value is importlib.import_module(f"pfnjax.{name}")
+        else:
+            assert value is getattr(importlib.import_module(module), name), name
+    assert pfnjax.train is pfnjax.training.trainer.train and pfnjax.load is pfnjax.predict.load
+    assert pfnjax.Trainer is pfnjax.training.trainer.Trainer
+    with pytest.raises(AttributeError, match="no attribute 'trian'"):
+        pfnjax.trian  # noqa: B018
 
 
 def test_classification_run_learns_and_round_trips_exactly(tmp_path):
     """A classification (SCM prior) run learns, and its checkpoint (no bar borders) loads bit for bit."""
-    from pfnjax.evaluate import evaluate_classification, held_out_source
+    from pfnjax.evaluators import evaluate_classification, held_out_source
 
     cfg = _cfg(prior="scm", steps=120, num_features=3, batch_size=16, lr=3e-3, warmup_steps=10, log_every=20,
                checkpoint_every=60)
@@ -178,7 +192,7 @@ def test_classification_run_learns_and_round_trips_exactly(tmp_path):
     # least as good as predicting the context's class frequencies
     prior, key, n_features = held_out_source(pfn)
     assert prior == build_prior(cfg.prior)  # the run's prior, rebuilt from its saved spec
-    initial = PFN(pfn.model_config, pfn.graphdef, init_state(cfg, prior)[1].params, pfn.head)
+    initial = dataclasses.replace(pfn, params=init_state(cfg, prior)[1].params)
     kwargs = dict(context_sizes=(40,), num_datasets=64, num_queries=20, num_features_sampler=n_features)
     (row,) = evaluate_classification(pfn, prior, key, **kwargs)
     (row0,) = evaluate_classification(initial, prior, key, **kwargs)

@@ -25,6 +25,7 @@ from jax.scipy.stats import norm
 
 from pfnjax.bo import candidate_points, from_unit, maximize_acquisition, standardize_for_maximization, to_unit
 from pfnjax.numerics import matmul
+from pfnjax.optimize import best_start, multistart_minimize
 from pfnjax.priors.gp import kernel_matrix
 
 # the noise floor 1e-4 (of the standardised targets' variance) keeps the float32 Cholesky stable
@@ -60,22 +61,9 @@ def fit_mle2(key, x, y, mask, *, restarts: int = 4, steps: int = 150) -> dict:
     init = {"ls": jnp.log(0.3) + 0.7 * jax.random.normal(k_ls, (restarts, d)),
             "os": 0.3 * jax.random.normal(k_os, (restarts,)),
             "noise": jnp.full((restarts,), jnp.log(1e-2))}
-    tx = optax.adam(0.05)
     loss = lambda p: neg_log_marginal_likelihood(p, x, y, mask)
-
-    def run(p0):
-        def step(carry, _):
-            p, state = carry
-            grads = jax.grad(loss)(p)
-            updates, state = tx.update(grads, state, p)
-            return (_clip(optax.apply_updates(p, updates)), state), None
-
-        (p, _), _ = jax.lax.scan(step, (p0, tx.init(p0)), None, length=steps)
-        return p, loss(p)
-
-    fitted, losses = jax.vmap(run)(init)
-    best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
-    return jax.tree.map(lambda v: v[best], fitted)
+    fitted, losses = multistart_minimize(loss, init, optax.adam(0.05), steps, project=_clip)
+    return best_start(fitted, losses)
 
 
 def posterior_f(params: dict, x, y, mask, x_qry):

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 import bnn_baselines as baselines  # noqa: E402
 import common  # noqa: E402
-from pfnjax.evaluate import held_out_datasets  # noqa: E402
+from pfnjax.evaluators import held_out_datasets  # noqa: E402
 from pfnjax.priors.base import prior_from_spec  # noqa: E402
 from pfnjax.priors.bnn_binary import BNNBinaryPrior  # noqa: E402
 
@@ -62,7 +62,7 @@ def run_setting(name: str, args, sizes: tuple[int, ...]) -> dict:
         raise SystemExit(f"bnn_vs_mcmc needs PFNs trained on the 'bnn_binary' prior, got {type(prior).__name__}")
     key = jax.random.fold_in(jax.random.key(args.seed), list(SETTINGS).index(name))
     k_data, k_base = jax.random.split(key)
-    data = held_out_datasets(pfn, prior, k_data, sizes, args.datasets, args.queries)
+    data = held_out_datasets(prior, k_data, sizes, args.datasets, args.queries, pfn.max_features)
     f = data.x.shape[-1]
     methods = {f"NUTS {b}+{b}": baselines.NUTSBaseline(prior, b, b) for b in args.nuts_budgets}
     methods.update({f"SVI {s}": baselines.SVIBaseline(prior, s) for s in args.svi_budgets})

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from jax.scipy.linalg import cho_solve
 
+from pfnjax.optimize import best_start, multistart_minimize
 from pfnjax.priors.gp import GPHyper, GPHyperPrior, exact_nll, kernel_matrix
 
 # log-space box for MLE-II; wide enough for every draw of the default hyperpriors
@@ -57,22 +58,8 @@ def fit_mle2(key, x, y, *, kernel: str = "matern52", restarts: int = 8, steps: i
             "os": jax.random.uniform(k_os, (restarts,), minval=np.log(0.1), maxval=np.log(10.0)),
             "noise": jax.random.uniform(k_noise, (restarts,), minval=np.log(0.01), maxval=np.log(30.0))}
     loss = lambda p: neg_log_marginal_likelihood(p, x, y, kernel)
-    tx = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def run(p0):
-        def step(carry, _):
-            p, state = carry
-            value, grad = value_and_grad(p, state=state)
-            updates, state = tx.update(grad, state, p, value=value, grad=grad, value_fn=loss)
-            return (_clip(optax.apply_updates(p, updates)), state), None
-
-        (p, _), _ = jax.lax.scan(step, (p0, tx.init(p0)), None, length=steps)
-        return p, loss(p)
-
-    fitted, losses = jax.vmap(run)(init)
-    best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
-    return jax.tree.map(lambda v: v[best], fitted)
+    fitted, losses = multistart_minimize(loss, init, optax.lbfgs(), steps, project=_clip, state_value=True)
+    return best_start(fitted, losses)
 
 
 @functools.partial(jax.jit, static_argnames=("kernel", "restarts", "steps"))

@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 
 import gp_baselines as baselines  # noqa: E402
 import common  # noqa: E402
-from pfnjax.evaluate import ci95, held_out_datasets  # noqa: E402
+from pfnjax.evaluators import ci95, held_out_datasets  # noqa: E402
 from pfnjax.priors.base import prior_from_spec  # noqa: E402
 from pfnjax.priors.gp import GPHyperPrior  # noqa: E402
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"gp_hyperprior needs a PFN trained on the 'gp_hyper' prior, got {type(prior).__name__}")
     key = jax.random.key(args.seed)
     k_data, k_mle, k_nuts = jax.random.split(key, 3)
-    data = held_out_datasets(pfn, prior, k_data, sizes, args.datasets, args.queries)
+    data = held_out_datasets(prior, k_data, sizes, args.datasets, args.queries, pfn.max_features)
     nuts = baselines.NUTSBaseline(prior, args.nuts_warmup, args.nuts_samples)
     mle = lambda k, *a: baselines.mle2_nll(k, *a, kernel=prior.kernel, restarts=args.mle_restarts, steps=args.mle_steps)
     results = []

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import common  # noqa: E402
 from pfnjax.distributions.bar_distribution import BarDistribution  # noqa: E402
-from pfnjax.evaluate import HeldOutEvaluator  # noqa: E402
+from pfnjax.evaluators import HeldOutEvaluator  # noqa: E402
 from pfnjax.priors.base import prior_from_spec  # noqa: E402
 from pfnjax.priors.gp import GPPrior, exact_posterior  # noqa: E402
 

@@ -32,6 +32,12 @@ class BarDistribution:
 
     ``full_support`` is static (not a leaf). Construction does not validate values (it must work
     under ``jit``); call :meth:`validate` on host inputs.
+
+    **Sign convention of the acquisition functions** (:meth:`ei`, :meth:`pi`, :meth:`ucb`): by
+    default they score *maximisation* of ``y`` (improvement means ``y > best_f``); pass
+    ``maximize=False`` to score minimisation (improvement means ``y < best_f``). :func:`pfnjax.bo.suggest`
+    minimises a function by standardising and negating its values and then maximising with the
+    default, so its PFN sees a maximisation problem.
     """
 
     borders: Array
@@ -92,10 +98,22 @@ class BarDistribution:
         return sample(key, self.borders, self.logits, shape, self.full_support)
 
     def ei(self, best_f: Array | float, maximize: bool = True) -> Array:
+        """Expected improvement over ``best_f``, ``[...]``, in closed form (uniform buckets plus the
+        half-normal tails).
+
+        ``maximize=True`` (default): ``E[max(y - best_f, 0)]``, for maximising ``y`` (``best_f`` the
+        largest value seen). ``maximize=False``: ``E[max(best_f - y, 0)]``, for minimising
+        (``best_f`` the smallest value seen). Always >= 0.
+        """
         return expected_improvement(self.borders, self.logits, best_f, maximize, self.full_support)
 
     def pi(self, best_f: Array | float, maximize: bool = True) -> Array:
+        """Probability of improvement: ``P(y > best_f)`` (``maximize=True``, default) or
+        ``P(y < best_f)`` (``maximize=False``), ``[...]``."""
         return probability_of_improvement(self.borders, self.logits, best_f, maximize, self.full_support)
 
     def ucb(self, beta_quantile: float = PHI_1, maximize: bool = True) -> Array:
+        """Upper confidence bound: the ``beta_quantile`` quantile of ``y`` (default Φ(1) ≈ 0.841, one
+        standard deviation above the median of a normal); with ``maximize=False`` the lower bound,
+        the ``1 - beta_quantile`` quantile, for minimising."""
         return ucb(self.borders, self.logits, beta_quantile, maximize, self.full_support)

@@ -11,7 +11,8 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-from pfnjax.heads.bar import BarHead  # noqa: E402
-from pfnjax.heads.classification import ClassHead  # noqa: E402
+from pfnjax.heads.bar import BarHead, BarHeadConfig  # noqa: E402
+from pfnjax.heads.classification import ClassHead, ClassHeadConfig  # noqa: E402
 
-__all__ = ["BarHead", "ClassHead", "HEADS", "Head", "head_class_for_task", "head_from_metadata", "register_head"]
+__all__ = ["BarHead", "BarHeadConfig", "ClassHead", "ClassHeadConfig", "HEADS", "Head", "head_class_for_task",
+           "head_from_metadata", "register_head"]

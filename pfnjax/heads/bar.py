@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
@@ -12,6 +13,21 @@ from pfnjax.distributions import bar
 from pfnjax.distributions.bar_distribution import BarDistribution
 from pfnjax.heads.base import Head, register_head
 from pfnjax.types import Array
+
+
+@dataclasses.dataclass(frozen=True)
+class BarHeadConfig:
+    """Settings of the bar-distribution head."""
+
+    num_buckets: int = dataclasses.field(default=1000, metadata={"help": "bar buckets between equal-mass borders"})
+    border_samples: int = dataclasses.field(default=200_000, metadata={
+        "help": "prior draws of y that place the bar borders"})
+
+    def __post_init__(self) -> None:
+        for name in ("num_buckets", "border_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"BarHeadConfig.{name} must be a positive int, got {value!r}")
 
 
 @register_head("bar")
@@ -25,6 +41,7 @@ class BarHead(Head):
 
     borders: Array
     task = "regression"
+    Config = BarHeadConfig
 
     @property
     def num_outputs(self) -> int:
@@ -61,17 +78,16 @@ class BarHead(Head):
         return cls(jnp.linspace(low, high, num_buckets + 1, dtype=jnp.float32))
 
     @classmethod
-    def for_training(cls, prior: Any, cfg: Any, key: Any) -> "BarHead":
-        """Equal-mass borders from ``cfg.head.border_samples`` prior draws of y."""
-        import jax
+    def from_samples(cls, y: np.ndarray, num_buckets: int) -> "BarHead":
+        """Equal-mass borders: ``num_buckets`` buckets between quantiles of the sample ``y``."""
+        return cls(bar.borders_from_samples(np.asarray(y).reshape(-1), num_buckets))
 
-        from pfnjax.priors.from_config import feature_count_sampler
-        from pfnjax.priors.base import sample_batch
-        from pfnjax.types import BatchShape
+    @classmethod
+    def label_samples(cls, settings: BarHeadConfig) -> int:
+        return settings.border_samples
 
-        data = cfg.data
-        shape = BatchShape(max(1, -(-cfg.head.border_samples // data.seq_len)), data.seq_len, data.num_features)
-        sampler = jax.jit(lambda k: sample_batch(prior, k, shape, split=data.split,
-                                                 num_features_sampler=feature_count_sampler(data)))
-        y = np.asarray(sampler(key).y).reshape(-1)
-        return cls(bar.borders_from_samples(y, cfg.head.num_buckets))
+    @classmethod
+    def fit(cls, settings: BarHeadConfig, y_samples: np.ndarray | None = None) -> "BarHead":
+        if y_samples is None:
+            raise ValueError("a bar head is fitted to prior draws of y (y_samples)")
+        return cls.from_samples(y_samples, settings.num_buckets)

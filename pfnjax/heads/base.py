@@ -5,6 +5,10 @@ A head is a pytree (``flax.struct``): arrays it needs, such as bar borders, are 
 head passes into jitted functions. Heads register under a ``kind`` with :func:`register_head`
 and declare the prior ``task`` they serve; :func:`pfnjax.heads.head_class_for_task` picks one for a
 prior. Adding a task (say ordinal regression) means one new module in ``pfnjax/heads/``.
+
+A head owns its settings (``Config``, a frozen dataclass, or None) and is fitted for a new run from
+those settings and, if it asks for them (:meth:`Head.label_samples`), labels drawn from the prior
+by the trainer (:meth:`Head.fit`): heads never sample priors or read the whole run config.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Head:
 
     kind: ClassVar[str] = ""
     task: ClassVar[str] = ""  # the ``Prior.task`` this head serves
+    Config: ClassVar[type | None] = None  # the head's settings (a frozen dataclass), if it has any
 
     @property
     def num_outputs(self) -> int:
@@ -76,9 +81,14 @@ class Head:
         raise NotImplementedError
 
     @classmethod
-    def for_training(cls, prior: Any, cfg: Any, key: Any) -> "Head":
-        """The head for a new run of ``cfg`` (a :class:`pfnjax.config.TrainConfig`) on ``prior``.
-        ``key`` is a PRNG stream of its own (bar borders are placed from prior draws)."""
+    def label_samples(cls, settings: Any) -> int:
+        """How many prior draws of ``y`` :meth:`fit` needs for a new run (0: none)."""
+        return 0
+
+    @classmethod
+    def fit(cls, settings: Any, y_samples: np.ndarray | None = None) -> "Head":
+        """The head for a new run: from its ``settings`` (an instance of :attr:`Config`, or None)
+        and, when :meth:`label_samples` asks for them, ``y_samples`` drawn from the prior."""
         raise NotImplementedError
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -14,6 +15,18 @@ from pfnjax.heads.base import Head, register_head
 from pfnjax.types import Array
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassHeadConfig:
+    """Settings of the classification head."""
+
+    max_classes: int = dataclasses.field(default=10, metadata={
+        "help": "the largest number of classes the model predicts"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_classes, bool) or not isinstance(self.max_classes, int) or self.max_classes < 2:
+            raise ValueError(f"ClassHeadConfig.max_classes must be an int >= 2, got {self.max_classes!r}")
+
+
 @register_head("class")
 @struct.dataclass
 class ClassHead(Head):
@@ -21,6 +34,7 @@ class ClassHead(Head):
 
     max_classes: int = struct.field(pytree_node=False)
     task = "classification"
+    Config = ClassHeadConfig
 
     @property
     def num_outputs(self) -> int:
@@ -66,5 +80,5 @@ class ClassHead(Head):
         return cls(int(data["max_classes"]))
 
     @classmethod
-    def for_training(cls, prior: Any, cfg: Any, key: Any) -> "ClassHead":
-        return cls(cfg.head.max_classes)
+    def fit(cls, settings: ClassHeadConfig, y_samples: np.ndarray | None = None) -> "ClassHead":
+        return cls(settings.max_classes)

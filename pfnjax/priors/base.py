@@ -9,15 +9,23 @@ that draws ONE dataset. :func:`sample_batch` turns it into the batched sampler
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, Protocol, runtime_checkable
+import importlib
+import inspect
+import pkgutil
+import sys
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pfnjax.types import Array, Batch, BatchShape, PRNGKey
 
-Task = Literal["regression", "classification"]
+#: A prior's task names the head that serves it (:func:`pfnjax.heads.head_class_for_task`): the
+#: built-in heads serve ``"regression"`` (bar distribution) and ``"classification"``; a head of your
+#: own may serve another task (``docs/architecture.md`` adds ``"binary"``).
+Task = str
 
 
 @runtime_checkable
@@ -30,6 +38,17 @@ class Prior(Protocol):
     of ``x`` must be zero, and must not influence ``y``. ``num_features`` and
     ``single_eval_pos`` are traced scalars; ``seq_len`` and ``max_features`` are
     static ints.
+
+    Optional members, which say what the prior is (read them with :func:`prior_info`; absent
+    means the default):
+
+    * ``makes_missing: bool`` (default False): whether ``x`` can hold NaN (missing values). A
+      model trained on the prior then accepts NaN inputs.
+    * ``input_range: tuple[float, float] | None`` (default None): the box every used ``x`` value
+      lies in (``(0.0, 1.0)`` for unit-cube inputs), so a trained model can warn about inputs outside it.
+    * ``exact_predictive(x_ctx, y_ctx, x_qry, ctx_mask=None) -> (mean, var)``: for priors with a
+      tractable posterior, the exact Gaussian posterior predictive of ``y`` at the queries (rows
+      of the context where ``ctx_mask`` is False are ignored). Evaluators use it as the oracle.
     """
 
     task: Task
@@ -72,10 +91,18 @@ SPLIT_SAMPLERS: dict[str, SplitSampler] = {
 
 
 def get_split_sampler(name: str) -> SplitSampler:
-    """Look up a split sampler by name (``uniform`` or ``paper``)."""
+    """Look up a split sampler by name (``uniform``, ``paper`` or ``loguniform``)."""
     if name not in SPLIT_SAMPLERS:
         raise ValueError(f"unknown split sampler {name!r}; choose one of {sorted(SPLIT_SAMPLERS)}")
     return SPLIT_SAMPLERS[name]
+
+
+def split_pmf(name: str, seq_len: int) -> np.ndarray:
+    """``P(sep = i)`` for ``i = 0..T-1`` (0 at ``i = 0``) of the split sampler ``name``."""
+    get_split_sampler(name)
+    i = np.arange(1, seq_len, dtype=np.float64)
+    weights = {"uniform": np.ones_like(i), "paper": 1.0 / (seq_len - i), "loguniform": 1.0 / i}[name]
+    return np.concatenate([[0.0], weights / weights.sum()])
 
 
 # --------------------------------------------------------------------------- feature counts
@@ -131,18 +158,20 @@ def sample_datasets(
     *,
     split: SplitSampler | str = uniform_split,
     num_features_sampler: Callable[[PRNGKey, int], Array] = all_features,
+    single_eval_pos: Array | None = None,
 ) -> Batch:
     """Draw one dataset per key in ``dataset_keys`` (a key array of shape ``[B']``).
 
     ``shape.seq_len`` and ``shape.num_features`` fix each dataset's shape; the batch size is the
     number of keys. Each dataset depends only on its own key, so a batch can be sharded over
-    devices, or cut into micro-batches, without changing any dataset.
+    devices, or cut into micro-batches, without changing any dataset. ``single_eval_pos`` (a
+    traced ``i32`` scalar) gives every dataset that context size instead of drawing one each.
     """
     split_fn = get_split_sampler(split) if isinstance(split, str) else split
 
     def one(k: PRNGKey) -> tuple[Array, Array, Array, Array]:
         k_split, k_feat, k_data = jax.random.split(k, 3)
-        sep = split_fn(k_split, shape.seq_len)
+        sep = split_fn(k_split, shape.seq_len) if single_eval_pos is None else jnp.asarray(single_eval_pos, jnp.int32)
         n_feat = jnp.asarray(num_features_sampler(k_feat, shape.num_features), jnp.int32)
         x, y = prior.sample_dataset(k_data, shape.seq_len, shape.num_features, n_feat, sep)
         # a prior written by a user gets a clear message here rather than a broadcasting error later
@@ -196,54 +225,125 @@ _PRIOR_FACTORIES: dict[str, Callable[..., Prior]] = {}
 _PRIOR_CLASSES: dict[str, type] = {}
 
 
-def register_prior_class(cls: type) -> type:
-    """Class decorator: a prior config class that saved specs may name (registered priors, and
-    configs only built by factories or nested in other priors, such as mixtures)."""
-    if _PRIOR_CLASSES.get(cls.__name__, cls) is not cls:
-        raise ValueError(f"two prior classes are named {cls.__name__!r}")
-    _PRIOR_CLASSES[cls.__name__] = cls
-    return cls
+def register_prior(name: str | None = None) -> Callable[[Any], Any]:
+    """Decorator: register a prior config class, or a function that builds a prior.
 
+    ``@register_prior("gp")`` on a class makes it trainable by name (``--prior gp``) and lets
+    saved specs rebuild it; ``@register_prior()`` on a class only lets specs rebuild it (for
+    configs nested in other priors, such as mixture components); ``@register_prior("mix")`` on a
+    function registers a named builder (its keyword arguments are the prior's settings).
+    """
 
-def register_prior(name: str) -> Callable[[type], type]:
-    """Class decorator: make a prior config constructible by name (``--prior NAME``)."""
-
-    def wrap(cls: type) -> type:
-        if name in _PRIOR_FACTORIES:
-            raise ValueError(f"prior {name!r} is registered twice")
-        _PRIOR_FACTORIES[name] = cls
-        return register_prior_class(cls)
+    def wrap(obj: Any) -> Any:
+        if isinstance(obj, type):
+            if not dataclasses.is_dataclass(obj):
+                raise TypeError(f"register_prior: {obj.__name__} must be a (frozen) dataclass")
+            if _PRIOR_CLASSES.get(obj.__name__, obj) is not obj:
+                raise ValueError(f"two prior classes are named {obj.__name__!r}")
+            _PRIOR_CLASSES[obj.__name__] = obj
+        elif not callable(obj) or name is None:
+            raise TypeError(f"register_prior needs a prior class, or a name and a function; got {obj!r}")
+        if name is not None:
+            if _PRIOR_FACTORIES.get(name, obj) is not obj:
+                raise ValueError(f"prior {name!r} is registered twice")
+            _PRIOR_FACTORIES[name] = obj
+        return obj
 
     return wrap
 
 
-def register_prior_factory(name: str, factory: Callable[..., Prior]) -> None:
-    """Register a function that builds a prior (for presets such as mixtures)."""
-    if name in _PRIOR_FACTORIES:
-        raise ValueError(f"prior {name!r} is registered twice")
-    _PRIOR_FACTORIES[name] = factory
+def ensure_registered(cls: type) -> type:
+    """Register ``cls`` for saved specs unless it is registered already (for prior instances
+    handed to a config: their run must be able to rebuild them in this process)."""
+    if _PRIOR_CLASSES.get(cls.__name__) is not cls:
+        register_prior()(cls)
+    return cls
 
 
 def prior_names() -> list[str]:
-    """Names accepted by :func:`get_prior`."""
+    """Names accepted by :func:`get_prior` (besides ``module:Class``)."""
     return sorted(_PRIOR_FACTORIES)
 
 
-def get_prior(name: str, **overrides) -> Prior:
-    """Build the prior registered as ``name``, with config fields overridden by keyword."""
+def resolve_prior(name: str) -> Callable[..., Prior]:
+    """The class or builder registered as ``name``; ``"module:Class"`` imports ``module`` (a module
+    the user named) and takes its attribute ``Class``."""
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"prior {name!r}: cannot import module {module_name!r}: {exc}") from exc
+        obj = getattr(module, attr, None)
+        if obj is None:
+            raise ValueError(f"prior {name!r}: module {module_name!r} has no attribute {attr!r}")
+        if isinstance(obj, type):
+            ensure_registered(obj)
+        return obj
     if name not in _PRIOR_FACTORIES:
-        raise ValueError(f"unknown prior {name!r}; choose one of {prior_names()}")
-    return _PRIOR_FACTORIES[name](**overrides)
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_PRIOR_FACTORIES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown prior {name!r}{hint}; choose one of {prior_names()}, or module:Class for a "
+                         "prior class of your own")
+    return _PRIOR_FACTORIES[name]
+
+
+def _settings_of(factory: Callable[..., Prior]) -> tuple[list[str], bool]:
+    """``(named settings, accepts more keywords)`` of a prior class or builder."""
+    if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+        return [f.name for f in dataclasses.fields(factory) if f.init], False
+    params = inspect.signature(factory).parameters.values()
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return named, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def check_prior_settings(name: str, settings: dict) -> None:
+    """Raise a ``ValueError`` naming the valid settings when ``name`` takes no such keyword
+    (builders that take ``**overrides`` are checked by building the prior)."""
+    factory = resolve_prior(name)
+    named, more = _settings_of(factory)
+    unknown = sorted(set(settings) - set(named))
+    if unknown and not more:
+        raise ValueError(f"prior {name!r} has no setting(s) {unknown}; its settings: {named}")
+    if unknown:
+        get_prior(name, **settings)
+
+
+def get_prior(name: str, **overrides) -> Prior:
+    """Build the prior registered as ``name`` (or ``module:Class``) with settings overridden by keyword."""
+    factory = resolve_prior(name)
+    named, more = _settings_of(factory)
+    unknown = sorted(set(overrides) - set(named))
+    if unknown and not more:
+        raise ValueError(f"prior {name!r} has no setting(s) {unknown}; its settings: {named}")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    try:
+        return factory(**overrides)
+    except TypeError as exc:
+        raise ValueError(f"prior {name!r}: {exc}; its settings: {named} (and those it passes on)") from exc
+
+
+def prior_info(prior: Prior) -> dict:
+    """What a prior says about itself (its optional members; see :class:`Prior`), as saved with a run."""
+    lo_hi = getattr(prior, "input_range", None)
+    return {"task": prior.task, "makes_missing": bool(getattr(prior, "makes_missing", False)),
+            "input_range": None if lo_hi is None else [float(lo_hi[0]), float(lo_hi[1])],
+            "exact_predictive": callable(getattr(prior, "exact_predictive", None))}
 
 
 def prior_spec(prior: Prior) -> dict:
-    """The JSON spec of a prior config, saved with every run: ``{"class": name, field: value...}``,
-    recursively for nested prior configs. :func:`prior_from_spec` rebuilds the same prior."""
-    if not dataclasses.is_dataclass(prior) or type(prior).__name__ not in _PRIOR_CLASSES:
+    """The JSON spec of a prior config, saved with every run: ``{"class": name, "module": ...,
+    field: value...}``, recursively for nested prior configs. :func:`prior_from_spec` rebuilds it."""
+    if not dataclasses.is_dataclass(prior) or _PRIOR_CLASSES.get(type(prior).__name__) is not type(prior):
         raise ValueError(f"{type(prior).__name__} is not a registered prior config class "
-                         "(decorate it with @register_prior or @register_prior_class)")
+                         "(decorate it with @register_prior)")
     fields = {f.name: _spec_value(getattr(prior, f.name)) for f in dataclasses.fields(prior) if f.init}
-    return {"class": type(prior).__name__, **fields}
+    spec = {"class": type(prior).__name__, **fields}
+    if not type(prior).__module__.startswith("pfnjax."):
+        spec["module"] = type(prior).__module__  # where a user's prior lives (named in errors, never imported)
+    return spec
 
 
 def _spec_value(value):
@@ -259,11 +359,21 @@ def _spec_value(value):
 
 
 def prior_from_spec(spec: dict) -> Prior:
-    """Rebuild a prior from :func:`prior_spec` (JSON lists become the tuples the configs hold)."""
+    """Rebuild a prior from :func:`prior_spec` (JSON lists become the tuples the configs hold).
+
+    Only registered prior classes are rebuilt: a spec never makes this process import anything. A
+    prior of the user's own is rebuilt once its module is imported (``pfnjax eval --import MODULE``,
+    ``pfnjax.load(run, import_modules=[...])``).
+    """
     spec = dict(spec)
     name = spec.pop("class", None)
+    module = spec.pop("module", None)
     if name not in _PRIOR_CLASSES:
-        raise ValueError(f"unknown prior class {name!r} in a saved spec; known: {sorted(_PRIOR_CLASSES)}")
+        where = f" from module {module!r}" if module else ""
+        loaded = "" if module is None or module in sys.modules else f" (module {module!r} is not imported)"
+        raise ValueError(f"unknown prior class {name!r}{where} in a saved spec{loaded}; a run's files never make "
+                         f"pfnjax import code: if you trust the run, import the module that registers it first"
+                         f"{f' (--import {module})' if module else ''}; registered: {sorted(_PRIOR_CLASSES)}")
     spec.pop("task", None)  # not an init field; written by pfnjax 0.1
     return _PRIOR_CLASSES[name](**{k: _from_spec_value(v) for k, v in spec.items()})
 
@@ -274,3 +384,20 @@ def _from_spec_value(value):
     if isinstance(value, list):
         return tuple(_from_spec_value(v) for v in value)
     return value
+
+
+_DISCOVERED = False
+
+
+def discover_priors() -> None:
+    """Import every module of :mod:`pfnjax.priors` once, so each registers its priors (a new prior
+    is one new file in the package; a prior of your own registers itself when its module is imported)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import pfnjax.priors as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in ("base", "from_config"):
+            importlib.import_module(f"pfnjax.priors.{module.name}")

@@ -36,8 +36,9 @@ Generative process of :class:`BNNPrior` (registered as ``"bnn"``), per dataset, 
    we use the variance-preserving :math:`1/\sqrt{1-p}`.)
 
 4. :math:`y_t = f_t + \varepsilon_t`, :math:`\varepsilon_t \sim \mathcal N(0, \sigma_\varepsilon^2)`, then
-   :math:`y` is standardised over the dataset (zero mean, unit population std; the std is floored at
-   ``std_floor``, so a (near-)constant ``y`` becomes ≈ 0 instead of blowing up).
+   :math:`y` is standardised over the dataset (:func:`pfnjax.numerics.standardize`: zero mean, unit
+   population std; a (near-)constant ``y``, std ``<= std_floor``, is only centred, so it becomes ≈ 0
+   instead of blowing up).
 
 Everything has static shapes (``[T, F_max]``, ``[H_max]``), so the sampler runs under ``jit`` and ``vmap``.
 """
@@ -50,7 +51,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pfnjax.numerics import matmul
+from pfnjax.numerics import matmul, standardize
 from pfnjax.priors.base import feature_mask, register_prior
 from pfnjax.priors.common import ACTIVATIONS, X_DISTS, XDist, check_choice, sample_inputs
 from pfnjax.types import Array, PRNGKey
@@ -139,17 +140,10 @@ class BNNPrior:
         hyper = sample_hyperparameters(k_hyp, self)
         used = feature_mask(num_features, max_features)
         x = sample_inputs(k_x, self.x_dist, seq_len, max_features, num_features)
-        x = jnp.where(used, standardize(x, axis=0, floor=self.std_floor), 0.0)
+        x = jnp.where(used, standardize(x, axis=0, min_std=self.std_floor), 0.0)
         layers = sample_weights(k_w, self, hyper, max_features)
         y = mlp_forward(layers, x, hyper, self, noise_key=k_noise)
-        return x, standardize(y, axis=0, floor=self.std_floor)
-
-
-def standardize(v: Array, axis: int = 0, floor: float = 1e-6) -> Array:
-    """``(v - mean) / max(std, floor)`` along ``axis`` (population std, ``ddof=0``)."""
-    mean = jnp.mean(v, axis=axis, keepdims=True)
-    std = jnp.std(v, axis=axis, keepdims=True)
-    return (v - mean) / jnp.maximum(std, floor)
+        return x, standardize(y, axis=0, min_std=self.std_floor)
 
 
 def sample_hyperparameters(key: PRNGKey, cfg: BNNPrior) -> BNNHyper:

@@ -21,6 +21,16 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 }
 
 
+def input_range_of(x_dist: XDist) -> tuple[float, float] | None:
+    """The box raw inputs from ``x_dist`` lie in: ``(0, 1)`` for ``uniform``, unbounded for ``normal``."""
+    return (0.0, 1.0) if x_dist == "uniform" else None
+
+
+def gaussian_nll(y: Array, mean: Array, var: Array) -> Array:
+    """``-log N(y; mean, var)`` elementwise (the NLL of a Gaussian posterior predictive)."""
+    return 0.5 * (jnp.log(2 * jnp.pi * var) + (y - mean) ** 2 / var)
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """Raise a ``ValueError`` naming the options unless ``value`` is one of ``choices``."""
     if value not in choices:
@@ -41,4 +51,4 @@ def sample_inputs(key: PRNGKey, x_dist: XDist, seq_len: int, max_features: int, 
     return jnp.where(feature_mask(num_features, max_features), x, 0.0)
 
 
-__all__ = ["ACTIVATIONS", "X_DISTS", "XDist", "check_choice", "sample_inputs"]
+__all__ = ["ACTIVATIONS", "X_DISTS", "XDist", "check_choice", "gaussian_nll", "input_range_of", "sample_inputs"]

@@ -19,9 +19,11 @@ FeatureCountSampler = Callable[[PRNGKey, int], Array]
 
 
 def build_prior(cfg: PriorConfig) -> Prior:
-    """The registered prior ``cfg.name`` with ``cfg.kwargs`` (JSON lists become tuples)."""
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.kwargs.items()}
-    return get_prior(cfg.name, **kwargs)
+    """The prior of a config: rebuilt from ``cfg.spec`` (an instance's), else the registered prior
+    ``cfg.name`` with ``cfg.kwargs`` (JSON lists become tuples)."""
+    if cfg.spec is not None:
+        return prior_from_spec(cfg.spec)
+    return get_prior(cfg.name, **cfg.kwargs)
 
 
 def feature_count_sampler(cfg: DataConfig) -> FeatureCountSampler:

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
 from pfnjax.priors.base import register_prior
-from pfnjax.priors.common import X_DISTS, XDist, check_choice, sample_inputs
+from pfnjax.priors.common import X_DISTS, XDist, check_choice, gaussian_nll, input_range_of, sample_inputs
 from pfnjax.types import Array, BatchShape, PRNGKey
 
 Kernel = Literal["rbf", "matern32", "matern52"]
@@ -115,6 +115,15 @@ class GPPrior:
 
     def hyper(self) -> GPHyper:
         return GPHyper(self.lengthscale, self.outputscale, self.noise)
+
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        return input_range_of(self.x_dist)
+
+    def exact_predictive(self, x_ctx: Array, y_ctx: Array, x_qry: Array, ctx_mask: Array | None = None
+                         ) -> tuple[Array, Array]:
+        """The exact GP posterior predictive ``(mean, var)`` of ``y`` at ``x_qry`` (:func:`exact_posterior`)."""
+        return exact_posterior(x_ctx, y_ctx, x_qry, self.hyper(), self.kernel, self.jitter, ctx_mask=ctx_mask)
 
     def sample_dataset(
         self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
@@ -253,6 +262,10 @@ class GPHyperPrior:
         if self.noise_floor < 0 or self.outputscale_floor < 0:
             raise ValueError("GPHyperPrior floors must be >= 0")
 
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        return input_range_of(self.x_dist)
+
     def dataset_hyperparameters(self, key: PRNGKey, max_features: int, num_features: Array | None = None) -> GPHyper:
         """The hyperparameters ``sample_dataset(key, ...)`` uses.
 
@@ -291,13 +304,16 @@ class GPHyperPrior:
 
 
 def exact_posterior(
-    x_ctx: Array, y_ctx: Array, x_qry: Array, hyper: GPHyper, kernel: Kernel = "rbf", jitter: float = 1e-6
+    x_ctx: Array, y_ctx: Array, x_qry: Array, hyper: GPHyper, kernel: Kernel = "rbf", jitter: float = 1e-6,
+    *, ctx_mask: Array | None = None,
 ) -> tuple[Array, Array]:
     """Exact GP posterior predictive of ``y`` at ``x_qry`` (the oracle a PFN should match).
 
     Args:
         x_ctx: ``f32[N, F]`` context inputs. y_ctx: ``f32[N]``. x_qry: ``f32[M, F]``.
         hyper: the GP hyperparameters used to generate the data.
+        ctx_mask: optional ``bool[N]``: rows where it is False are not observed (static shapes for
+            every context size: their kernel rows become those of an independent unit-variance point).
     Returns:
         ``(mean f32[M], var f32[M])``: mean and variance of the noisy target ``y``.
     """
@@ -309,6 +325,10 @@ def exact_posterior(
     k_cc = kernel_matrix(kernel, x_ctx, x_ctx, hyper.lengthscale, hyper.outputscale)
     k_cc = k_cc + (hyper.noise + jitter) * jnp.eye(x_ctx.shape[0], dtype=k_cc.dtype)
     k_qc = kernel_matrix(kernel, x_qry, x_ctx, hyper.lengthscale, hyper.outputscale)
+    if ctx_mask is not None:
+        m = jnp.asarray(ctx_mask, k_cc.dtype)
+        k_cc = k_cc * m[:, None] * m[None, :] + jnp.diag(1.0 - m)
+        k_qc, y_ctx = k_qc * m[None, :], y_ctx * m
     chol = jnp.linalg.cholesky(k_cc)
     alpha = jax.scipy.linalg.cho_solve((chol, True), y_ctx)
     mean = matmul(k_qc, alpha)
@@ -321,4 +341,4 @@ def exact_posterior(
 def exact_nll(x_ctx: Array, y_ctx: Array, x_qry: Array, y_qry: Array, hyper: GPHyper, kernel: Kernel = "rbf") -> Array:
     """Per-query negative log predictive density ``-log p(y_qry | context)`` under the exact GP."""
     mean, var = exact_posterior(x_ctx, y_ctx, x_qry, hyper, kernel)
-    return 0.5 * (jnp.log(2 * jnp.pi * var) + (y_qry - mean) ** 2 / var)
+    return gaussian_nll(y_qry, mean, var)

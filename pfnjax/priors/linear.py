@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
 from pfnjax.priors.base import register_prior
-from pfnjax.priors.common import X_DISTS, XDist, check_choice, sample_inputs
+from pfnjax.priors.common import X_DISTS, XDist, check_choice, gaussian_nll, input_range_of, sample_inputs
 from pfnjax.types import Array, PRNGKey
 
 
@@ -62,6 +62,15 @@ class LinearPrior:
             raise ValueError(
                 f"LinearPrior.weight_std and bias_std must be >= 0, got {self.weight_std}, {self.bias_std}"
             )
+
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        return input_range_of(self.x_dist)
+
+    def exact_predictive(self, x_ctx: Array, y_ctx: Array, x_qry: Array, ctx_mask: Array | None = None
+                         ) -> tuple[Array, Array]:
+        """The closed-form posterior predictive ``(mean, var)`` of ``y`` (:func:`posterior_predictive`)."""
+        return posterior_predictive(x_ctx, y_ctx, x_qry, self, ctx_mask)
 
     def sample_dataset(
         self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
@@ -147,4 +156,4 @@ def exact_nll(
     mask = None if ctx_mask is None else jnp.asarray(ctx_mask)
     _validate(jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(x_qry), mask, y_qry)
     mean, var = posterior_predictive(x_ctx, y_ctx, x_qry, cfg, ctx_mask)
-    return 0.5 * (jnp.log(2 * jnp.pi * var) + (y_qry - mean) ** 2 / var)
+    return gaussian_nll(y_qry, mean, var)

@@ -29,12 +29,12 @@ import jax.numpy as jnp
 from pfnjax.priors.base import (  # noqa: F401  (split and feature-count samplers re-exported for convenience)
     Prior,
     paper_split,
-    register_prior_class,
-    register_prior_factory,
+    register_prior,
     uniform_feature_count,
     uniform_split,
 )
-from pfnjax.priors.bnn import BNNPrior, standardize as bnn_standardize
+from pfnjax.numerics import standardize
+from pfnjax.priors.bnn import BNNPrior
 from pfnjax.priors.gp import GPHyperPrior, GPPrior
 from pfnjax.priors.scm import SCMPrior, SCMRegressionPrior
 from pfnjax.priors.tabular import TabularClassificationConfig, postprocess_classification
@@ -55,7 +55,7 @@ __all__ = [
 # --------------------------------------------------------------------------- mixtures
 
 
-@register_prior_class
+@register_prior()
 @dataclasses.dataclass(frozen=True)
 class MixturePrior:
     """Draw each dataset from ``priors[i]`` with probability ``weights[i] / sum(weights)``.
@@ -86,6 +86,17 @@ class MixturePrior:
         if len(tasks) != 1:
             raise ValueError(f"all components must share a task, got {[p.task for p in priors]}")
         object.__setattr__(self, "task", tasks.pop())
+
+    @property
+    def makes_missing(self) -> bool:
+        """Whether any component makes missing values."""
+        return any(getattr(p, "makes_missing", False) for p in self.priors)
+
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        """The components' shared input box (None unless they all have the same one)."""
+        ranges = {getattr(p, "input_range", None) for p in self.priors}
+        return ranges.pop() if len(ranges) == 1 else None
 
     @property
     def probabilities(self) -> tuple[float, ...]:
@@ -138,7 +149,7 @@ class MixturePrior:
 # --------------------------------------------------------------------------- GP -> classification
 
 
-@register_prior_class
+@register_prior()
 @dataclasses.dataclass(frozen=True)
 class GPClassificationPrior(TabularClassificationConfig):
     """A regression prior's draw (default: :class:`GPPrior`) discretised into classes like the SCM prior.
@@ -175,6 +186,7 @@ _SHARED_FIELDS = {f.name for f in dataclasses.fields(TabularClassificationConfig
 _SCM_FIELDS = {f.name for f in dataclasses.fields(SCMPrior) if f.init}
 
 
+@register_prior("tabpfn_v1_mix")
 def tabpfn_v1_mix(scm_weight: float = 0.9, gp_base: Any = None, **overrides) -> MixturePrior:
     """TabPFN v1's prior bag: :class:`SCMPrior` w.p. ``scm_weight``, else :class:`GPClassificationPrior`.
 
@@ -194,13 +206,12 @@ def tabpfn_v1_mix(scm_weight: float = 0.9, gp_base: Any = None, **overrides) -> 
     return MixturePrior(priors=(scm, gp), weights=(scm_weight, 1.0 - scm_weight))
 
 
-register_prior_factory("tabpfn_v1_mix", tabpfn_v1_mix)
 
 
 # --------------------------------------------------------------------------- a regression prior bag
 
 
-@register_prior_class
+@register_prior()
 @dataclasses.dataclass(frozen=True)
 class StandardizedTargets:
     """A regression prior whose targets are z-scored over each dataset's rows (population std,
@@ -220,11 +231,19 @@ class StandardizedTargets:
         if not self.std_floor > 0:
             raise ValueError(f"std_floor must be > 0, got {self.std_floor}")
 
+    @property
+    def makes_missing(self) -> bool:
+        return bool(getattr(self.base, "makes_missing", False))
+
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        return getattr(self.base, "input_range", None)
+
     def sample_dataset(
         self, key: PRNGKey, seq_len: int, max_features: int, num_features: Array, single_eval_pos: Array
     ) -> tuple[Array, Array]:
         x, y = self.base.sample_dataset(key, seq_len, max_features, num_features, single_eval_pos)
-        return x, bnn_standardize(y, axis=0, floor=self.std_floor)
+        return x, standardize(y, axis=0, min_std=self.std_floor)
 
 
 # The GP component for real tables: x ~ N(0, I) like standardised columns, lengthscales
@@ -237,6 +256,7 @@ TABULAR_GP_HYPER = dict(kernel="matern52", x_dist="normal", lengthscale_concentr
                         irrelevant_feature_p=0.5)
 
 
+@register_prior("tabular_regression_mix")
 def tabular_regression_mix(bnn_weight: float = 0.5, gp_weight: float = 0.3, scm_weight: float = 0.2,
                            missing_rate: float = 0.02, **scm_overrides) -> MixturePrior:
     """A regression prior bag for real tables: :class:`BNNPrior` (w.p. ``bnn_weight``),
@@ -258,4 +278,3 @@ def tabular_regression_mix(bnn_weight: float = 0.5, gp_weight: float = 0.3, scm_
     return MixturePrior(priors=(BNNPrior(), gp, scm), weights=weights)
 
 
-register_prior_factory("tabular_regression_mix", tabular_regression_mix)

@@ -77,6 +77,7 @@ import jax.numpy as jnp
 
 from pfnjax.numerics import matmul
 from pfnjax.priors.base import register_prior
+from pfnjax.numerics import soft_clip_outliers, standardize
 from pfnjax.priors.common import ACTIVATIONS
 from pfnjax.priors.rng import RandomStream
 from pfnjax.priors.tabular import (
@@ -85,8 +86,6 @@ from pfnjax.priors.tabular import (
     check_prob,
     postprocess_classification,
     postprocess_features,
-    soft_clip_outliers,
-    standardize,
 )
 from pfnjax.types import Array, PRNGKey
 

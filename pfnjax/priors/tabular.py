@@ -45,6 +45,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from pfnjax.numerics import soft_clip_outliers, standardize
 from pfnjax.priors.base import feature_mask
 from pfnjax.priors.rng import RandomStream
 from pfnjax.types import Array, PRNGKey
@@ -83,6 +84,11 @@ class TabularClassificationConfig:
     missing_rate: float = 0.0
     outlier_sigma: float | None = 4.0
     task: str = dataclasses.field(default="classification", init=False)
+
+    @property
+    def makes_missing(self) -> bool:
+        """Whether features can be NaN: ``missing_rate > 0``."""
+        return self.missing_rate > 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_num_classes, int) or self.max_num_classes < 2:
@@ -255,36 +261,6 @@ def insert_missing(rng: RandomStream, x: Array, used: Array, missing_rate: float
         return x
     missing = rng.bernoulli(missing_rate, x.shape) & used[None, :]
     return jnp.where(missing, jnp.nan, x)
-
-
-def _nan_stats(x: Array) -> tuple[Array, Array]:
-    return jnp.nan_to_num(jnp.nanmean(x, axis=0)), jnp.nan_to_num(jnp.nanstd(x, axis=0))
-
-
-def soft_clip_outliers(x: Array, n_sigma: float) -> Array:
-    """TabPFN v1's ``remove_outliers``: soft-clip each column at ``n_sigma`` robust std devs (NaN-aware)."""
-    mean, std = _nan_stats(x)
-    inlier = jnp.abs(x - mean) <= n_sigma * std
-    mean, std = _nan_stats(jnp.where(inlier, x, jnp.nan))
-    lower, upper = mean - n_sigma * std, mean + n_sigma * std
-    x = jnp.maximum(-jnp.log1p(jnp.abs(x)) + lower, x)
-    return jnp.minimum(jnp.log1p(jnp.abs(x)) + upper, x)
-
-
-def standardize(x: Array, axis: int = 0) -> Array:
-    """Z-score along ``axis`` ignoring NaN; constant columns become 0.
-
-    Values are first divided by the column's max ``|x|`` (hidden units can reach ``1e15``), and the
-    z-scoring is done twice: for a column whose offset dwarfs its spread, the first pass's f32 mean is off
-    by a sizeable fraction of the spread, which the second pass (on values of order 1) removes.
-    """
-    scale = jnp.nan_to_num(jnp.nanmax(jnp.abs(x), axis=axis, keepdims=True))
-    x = x / jnp.where(scale > 0, scale, 1.0)
-    for _ in range(2):
-        mean = jnp.nan_to_num(jnp.nanmean(x, axis=axis, keepdims=True))
-        std = jnp.nan_to_num(jnp.nanstd(x, axis=axis, keepdims=True))
-        x = (x - mean) / jnp.where(std > 0, std, 1.0)
-    return x
 
 
 def postprocess_features(
