@@ -1,36 +1,47 @@
-"""Training throughput: datasets/s, model TFLOP/s and MFU for the training presets.
+"""Training throughput: datasets/s of the full train step, next to the PyTorch reference and the
+machine's GEMM rate, measured in the same invocation.
 
 Each measurement jit-compiles the full data-parallel train step (on-device prior sampling,
-forward, backward, optimizer update) on all visible devices, warms it up, then times
-``--steps`` steps. Model FLOPs are counted analytically (dense matmuls and attention over
-the full T x T score matrix, x3 for forward + backward); XLA's own count of the whole step
-(sampling included) is printed beside them.
+forward, backward, optimizer update) on all visible devices, reports the compile time, warms it
+up, then times ``--steps`` steps (median). FLOPs are counted analytically, two ways:
 
-    python benchmarks/train_throughput.py --presets gp-200 gp-1000 --steps 20
-    python benchmarks/train_throughput.py --presets gp-200 --bf16 --markdown benchmarks/results/x.md
-    python benchmarks/train_throughput.py --bf16 --reference-json benchmarks/results/pfns_reference_h100.json
+* **needed**: the work a step must do: the dense layers on every row, attention of every row to
+  the context keys only (at the split distribution's mean context size), and the output head at
+  the query rows only (forward + backward = 3 x forward);
+* **computed**: what the step's formulation does: with ``split_sharing="dataset"`` every row
+  attends to every key and the head runs on every row; with ``"step"`` the keys stop at each
+  bucket's largest context size and the last layer and the head start at its smallest.
 
-``--reference-json`` takes the PyTorch reference's datasets/s measured in the same session
-(``benchmarks/gpu_check.sh`` writes it), so the ratios compare runs on one machine.
+``--reference`` also runs the PyTorch ``pfns`` workload of each preset (``benchmarks/pfns_reference.py``,
+when ``torch`` and ``pfns`` are installed) and prints pfnjax's ratio to it. The GEMM rate of the
+machine (f32 matmuls of 1024² and 2048²) is measured first, and every step is reported as a
+fraction of it (needed FLOPs / step time / GEMM rate).
+
+    python benchmarks/train_throughput.py --presets cpu-ref cpu-ref-1024 --split-sharing dataset step --reference
+    python benchmarks/train_throughput.py --presets gp-200 gp-1000 --bf16 --markdown benchmarks/results/x.md
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from pfnjax.model import ATTENTION_IMPLS, resolve_attention_impl
 from pfnjax.config import TrainConfig
+from pfnjax.model import ATTENTION_IMPLS, resolve_attention_impl
 from pfnjax.presets import preset_config
+from pfnjax.priors.base import split_pmf
 from pfnjax.priors.from_config import build_prior
-from pfnjax.training import init_state, make_mesh, make_train_step
+from pfnjax.training import init_state, make_mesh, make_train_step, step_layouts
+
+from _results import device_description, report  # a sibling: a script's own folder is on sys.path
 
 # Dense peak TFLOP/s per device (bf16 / f32 matmul), from the vendors' data sheets.
 PEAK_TFLOPS = {
@@ -40,20 +51,46 @@ PEAK_TFLOPS = {
     "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
     "TPU v5": {"bfloat16": 459.0, "float32": 459.0},
 }
-
-# Reference PyTorch `pfns` 0.4.2 datasets/s on one H100 from an earlier session, same workloads;
-# used only when no same-session measurement is given (--reference-json).
-REFERENCE_H100 = {"gp-200": 928.0, "gp-1000": 40.1}
+REFERENCE_SCRIPT = Path(__file__).with_name("pfns_reference.py")
 
 
-def model_flops_per_dataset(cfg: TrainConfig, num_outputs: int) -> float:
-    """Training FLOPs (forward + backward = 3 x forward) of the transformer for one dataset."""
-    arch = cfg.model
-    t, d, ff = cfg.data.seq_len, arch.d_model, arch.d_ff or 2 * arch.d_model
-    per_layer = 2 * t * d * 3 * d + 2 * 2 * t * t * d + 2 * t * d * d + 2 * 2 * t * d * ff
-    encoders = 2 * t * (cfg.data.num_features + 1) * d
-    head = 2 * t * (d * ff + ff * num_outputs)
-    return 3.0 * (arch.num_layers * per_layer + encoders + head)
+def gemm_gflops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 10) -> dict[int, float]:
+    """The f32 matmul rate of the default device at ``n x n`` sizes (GFLOP/s, median of ``repeats``)."""
+    out = {}
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        f = jax.jit(lambda a: a @ a)
+        jax.block_until_ready(f(a))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(a))
+            times.append(time.perf_counter() - t0)
+        out[n] = 2 * n**3 / float(np.median(times)) / 1e9
+    return out
+
+
+def step_flops(cfg: TrainConfig, num_outputs: int) -> dict[str, float]:
+    """Training FLOPs (forward + backward = 3 x forward) per dataset: ``needed`` and ``computed``
+    (see the module docstring). The classic architecture's terms."""
+    arch, data = cfg.model, cfg.data
+    t, d, ff, f = data.seq_len, arch.d_model, arch.d_ff or 2 * arch.d_model, data.num_features
+    pmf = split_pmf(data.split, t)
+    sizes = np.arange(t)
+    mean_context = float((pmf * sizes).sum())
+    dense_row = 2 * d * (4 * d + 2 * ff)  # qkv, output projection, MLP: one row, one layer
+    head_row = 2 * (d * ff + ff * num_outputs)
+    encoders = 2 * t * (f + 1) * d
+    needed = arch.num_layers * (t * dense_row + 4 * t * mean_context * d) + (t - mean_context) * head_row + encoders
+    layouts, table = step_layouts(cfg)
+    computed = 0.0
+    for i, layout in enumerate(layouts):
+        weight = 1.0 if table is None else float(pmf[table == i].sum())
+        q_rows = t - layout.query_start
+        inner = (arch.num_layers - 1) * (t * dense_row + 4 * t * layout.context_max * d)
+        last = 2 * t * d * 3 * d + q_rows * (dense_row - 2 * d * 3 * d) + 4 * q_rows * layout.context_max * d
+        computed += weight * (inner + last + q_rows * head_row + encoders)
+    return {"needed": 3.0 * needed, "computed": 3.0 * computed, "mean_context": mean_context}
 
 
 def peak_for(device: jax.Device, dtype: str) -> float | None:
@@ -64,10 +101,10 @@ def peak_for(device: jax.Device, dtype: str) -> float | None:
     return None
 
 
-def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attention_impl: str | None = None,
-            reference: dict[str, float] | None = None) -> dict:
+def measure(preset: str, steps: int, bf16: bool = False, batch_size: int | None = None,
+            attention_impl: str | None = None, split_sharing: str = "dataset") -> dict:
     cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", batch_size=batch_size,
-                        border_samples=20_000, attention_impl=attention_impl)
+                        border_samples=20_000, attention_impl=attention_impl, split_sharing=split_sharing)
     prior = build_prior(cfg.prior)
     graphdef, state, io, head = init_state(cfg, prior)
     mesh = make_mesh()
@@ -76,9 +113,6 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attenti
     t0 = time.perf_counter()
     compiled = step.lower(state).compile()
     compile_s = time.perf_counter() - t0
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
     for _ in range(3):  # warm-up
         state, metrics = compiled(state)
     jax.block_until_ready(metrics)
@@ -89,86 +123,100 @@ def measure(preset: str, steps: int, bf16: bool, batch_size: int | None, attenti
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
-    # the attention operands as the jitted step sees them, to name what "auto" ran: a global
-    # micro-batch is batch_size datasets (the step scans accum_steps of them)
     data, arch = cfg.data, cfg.model
     q_like = jax.ShapeDtypeStruct((data.batch_size, data.seq_len, arch.num_heads,
                                    arch.d_model // arch.num_heads), arch.dtype)
     datasets = data.batch_size * data.accum_steps
-    flops = model_flops_per_dataset(cfg, io.num_outputs) * datasets
-    tflops = flops / step_s / 1e12
+    flops = {k: v * datasets if k != "mean_context" else v for k, v in step_flops(cfg, io.num_outputs).items()}
     peak = peak_for(jax.devices()[0], arch.compute_dtype)
-    n_dev = jax.device_count()
     return {
-        "preset": preset,
-        "dtype": arch.compute_dtype,
-        "batch": datasets,
-        "T": data.seq_len,
-        "devices": n_dev,
-        "step_ms": 1e3 * step_s,
-        "datasets_per_s": datasets / step_s,
-        "model_tflops": tflops,
-        "xla_tflops": xla_flops / step_s / 1e12,
-        "mfu": tflops / (peak * n_dev) if peak else None,
-        "compile_s": compile_s,
-        "reference": (REFERENCE_H100 if reference is None else reference).get(preset),
+        "preset": preset, "split_sharing": split_sharing, "buckets": len(step_layouts(cfg)[0]),
+        "dtype": arch.compute_dtype, "batch": datasets, "T": data.seq_len, "devices": jax.device_count(),
+        "step_ms": 1e3 * step_s, "datasets_per_s": datasets / step_s, "compile_s": compile_s,
+        "needed_gflop": flops["needed"] / 1e9, "computed_gflop": flops["computed"] / 1e9,
+        "needed_gflops_rate": flops["needed"] / step_s / 1e9,
+        "mfu": flops["needed"] / step_s / 1e12 / (peak * jax.device_count()) if peak else None,
         "attention": resolve_attention_impl(arch.attention_impl, q_like, q_like),
+        "workload": {"features": data.num_features, "emsize": arch.d_model, "nlayers": arch.num_layers,
+                     "nhead": arch.num_heads, "batch": data.batch_size, "seq": data.seq_len},
     }
+
+
+def run_reference(workload: dict, steps: int) -> dict | None:
+    """The PyTorch ``pfns`` workload of the same shape (``pfns_reference.py``), or None without it."""
+    try:
+        import pfns  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        print("reference skipped: torch and pfns are not installed (pip install torch pfns==0.4.2)", flush=True)
+        return None
+    args = [f"--{k}={v}" for k, v in workload.items()] + [f"--steps={steps}"]
+    out = subprocess.run([sys.executable, str(REFERENCE_SCRIPT), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"reference failed:\n{out.stderr[-2000:]}", flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def markdown(rows: list[dict], gemm: dict[int, float], references: dict[str, dict]) -> str:
+    rate = max(gemm.values())
+    lines = [f"- GEMM rate (f32, jax, this run): {', '.join(f'{n}²: {g:.1f} GFLOP/s' for n, g in gemm.items())}; "
+             f"the fractions below use {rate:.1f}.",
+             "- needed / computed GFLOP per step: see the module docstring; 'of GEMM' = needed FLOP/s ÷ GEMM rate.",
+             ""]
+    if references:
+        lines.append("| workload | PyTorch pfns datasets/s (steady state) | with start-up | step ms |")
+        lines.append("|---|---:|---:|---:|")
+        for name, r in references.items():
+            lines.append(f"| {name} | {r['datasets_per_s']:.1f} | {r['datasets_per_s_with_startup']:.1f} | "
+                         f"{r['step_ms']:.1f} |")
+        lines.append("")
+    lines += ["| preset | split sharing | buckets | dtype | attention | batch | T | step ms | datasets/s | "
+              "compile s | needed GFLOP | computed GFLOP | needed GFLOP/s | of GEMM | vs reference |",
+              "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ref = references.get(r["preset"])
+        ratio = f"{r['datasets_per_s'] / ref['datasets_per_s']:.2f}x" if ref else "n/a"
+        lines.append(
+            f"| {r['preset']} | {r['split_sharing']} | {r['buckets']} | {r['dtype']} | {r['attention']} | {r['batch']} | "
+            f"{r['T']} | {r['step_ms']:.1f} | {r['datasets_per_s']:.1f} | {r['compile_s']:.1f} | "
+            f"{r['needed_gflop']:.2f} | {r['computed_gflop']:.2f} | {r['needed_gflops_rate']:.1f} | "
+            f"{100 * r['needed_gflops_rate'] / rate:.0f}% | {ratio} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["gp-200", "gp-1000"])
+    parser.add_argument("--presets", nargs="+", default=["cpu-ref", "cpu-ref-1024"])
     parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
     parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 compute")
     parser.add_argument("--batch-size", type=int, help="override the presets' global batch size")
     parser.add_argument("--attention", choices=ATTENTION_IMPLS, help="attention implementation (default auto)")
-    parser.add_argument("--reference-json", help="reference datasets/s per preset measured in this session")
+    parser.add_argument("--split-sharing", nargs="+", default=["step"], choices=["dataset", "step"],
+                        help="context sizes drawn per dataset, or one per step (each is measured)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also run the PyTorch pfns workload of each preset here (needs torch and pfns)")
+    parser.add_argument("--reference-steps", type=int, default=60, help="timed steps of the reference")
     parser.add_argument("--markdown", help="write the table to this markdown file")
     args = parser.parse_args(argv)
 
-    reference = None
-    if args.reference_json:
-        with open(args.reference_json) as f:
-            reference = {k: float(v) for k, v in json.load(f).items()}
-    rows = []
+    start = time.perf_counter()
+    gemm = gemm_gflops()
+    print("GEMM GFLOP/s:", {n: round(g, 1) for n, g in gemm.items()}, flush=True)
+    rows, references = [], {}
     for preset in args.presets:
-        for bf16 in ([False, True] if args.bf16 else [False]):
-            row = measure(preset, args.steps, bf16, args.batch_size, args.attention, reference)
-            rows.append(row)
-            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-
-    dev = jax.devices()[0]
-    header = [
-        f"# Training throughput ({datetime.date.today().isoformat()})",
-        "",
-        f"- device: {jax.device_count()} x {getattr(dev, 'device_kind', dev.platform)} ({dev.platform}); "
-        f"host: {platform.processor() or platform.machine()}, jax {jax.__version__}",
-        f"- command: `python {' '.join(sys.argv)}`",
-        "- datasets/s = global batch / median step time; model TFLOP/s counts the transformer's matmuls "
-        "(3x forward); XLA TFLOP/s is XLA's count for the whole step, prior sampling included.",
-        ("- reference = PyTorch `pfns` 0.4.2 measured in this session on this machine "
-         f"(`{args.reference_json}`)." if reference is not None else
-         "- reference = PyTorch `pfns` 0.4.2 on one H100 in an earlier session; the ratio only means something "
-         "on an H100."),
-        "",
-        "| preset | dtype | attention | batch | T | devices | step ms | datasets/s | model TFLOP/s | XLA TFLOP/s | "
-        "MFU | reference datasets/s | ratio |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (no peak for this device)"
-        ref = f"{r['reference']:.1f}" if r["reference"] else "n/a"
-        ratio = f"{r['datasets_per_s'] / r['reference']:.2f}x" if r["reference"] else "n/a"
-        header.append(
-            f"| {r['preset']} | {r['dtype']} | {r['attention']} | {r['batch']} | {r['T']} | {r['devices']} | {r['step_ms']:.1f} | "
-            f"{r['datasets_per_s']:.1f} | {r['model_tflops']:.3f} | {r['xla_tflops']:.3f} | {mfu} | {ref} | {ratio} |"
-        )
-    table = "\n".join(header)
-    print(table)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(table + "\n")
+        for sharing in args.split_sharing:
+            for bf16 in ([False, True] if args.bf16 else [False]):
+                row = measure(preset, args.steps, bf16, args.batch_size, args.attention, sharing)
+                rows.append(row)
+                print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+        if args.reference:
+            ref = run_reference(rows[-1]["workload"], args.reference_steps)
+            if ref is not None:
+                references[preset] = ref
+                print("reference", preset, ref, flush=True)
+    body = markdown(rows, gemm, references)
+    report(body, args.markdown, "Training throughput", time.perf_counter() - start)
     return 0
 
 

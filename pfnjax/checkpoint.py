@@ -26,7 +26,7 @@ class CheckpointError(ValueError):
 
 
 __all__ = ["CHECKPOINT_SUBDIR", "CheckpointError", "abstract_like", "all_steps", "checkpoint_dir", "latest_step",
-           "make_manager", "read_config", "restore", "restore_from_manager", "restore_partial", "save"]
+           "make_manager", "read_config", "read_step_config", "restore", "restore_from_manager", "restore_partial", "save"]
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -79,8 +79,14 @@ def latest_step(run_dir: str | Path) -> int | None:
 
 def read_config(run_dir: str | Path, step: int | None = None) -> dict:
     """The run config (JSON) saved with checkpoint ``step`` (default: the latest)."""
-    path = _require_checkpoints(run_dir)
-    step = _resolve_step(run_dir, step)
+    _require_checkpoints(run_dir)
+    return read_step_config(run_dir, _resolve_step(run_dir, step))
+
+
+def read_step_config(run_dir: str | Path, step: int) -> dict:
+    """The config JSON of a known, complete checkpoint ``step``, read as a plain file (no Orbax
+    call, so no cross-process barrier: safe in multi-process training)."""
+    path = checkpoint_dir(run_dir)
     config_file = path / str(step) / "config" / "metadata"
     try:
         return json.loads(config_file.read_text())

@@ -30,9 +30,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Benchmark workloads (the PyTorch reference pfns has been measured on these; benchmarks/gpu_check.sh).
     "gp-200": dict(num_features=5, seq_len=200, batch_size=128, d_model=256, num_layers=4, num_heads=4,
                    steps=10_000, lr=3e-4, warmup_steps=500),
-    # The 2-core-CPU reference workload (PyTorch pfns measured at 36.4 datasets/s).
+    # The 2-core-CPU reference workloads (benchmarks/train_throughput.py --reference runs the PyTorch
+    # pfns workload of the same shape beside them): T=200, and T=1,024 (cls-small's long stage).
     "cpu-ref": dict(num_features=5, seq_len=200, batch_size=16, d_model=128, num_layers=4, num_heads=4,
                     steps=100, lr=1e-3, warmup_steps=10),
+    "cpu-ref-1024": dict(num_features=5, seq_len=1024, batch_size=8, d_model=128, num_layers=4, num_heads=4,
+                         steps=100, lr=1e-3, warmup_steps=10),
     "gp-1000": dict(num_features=5, seq_len=1000, batch_size=64, d_model=512, num_layers=6, num_heads=8,
                     steps=10_000, lr=1e-4, warmup_steps=500),
     # The shipped pretrained models (pfnjax/pretrained/, the default models of pfnjax.sklearn):

@@ -145,20 +145,21 @@ class Trainer:
     def _open_run(self, resume: bool, replicated: NamedSharding) -> None:
         run_path = self.run_path
         run_path.mkdir(parents=True, exist_ok=True)
-        # compare configs before Orbax restores anything: a shape mismatch would fail deep inside it
-        latest = ckpt.latest_step(run_path) if resume else None
-        if latest is not None:
-            check_resumable(ckpt.read_config(run_path, latest), self.cfg, run_path, latest)
-        if self.is_chief:
-            (run_path / "config.json").write_text(json.dumps(self.metadata, indent=2, sort_keys=True))
+        # every process makes the same Orbax calls in the same order (each is a cross-process barrier)
         self.manager = ckpt.make_manager(run_path, keep=self.cfg.loop.keep_checkpoints)
-        if latest is not None:
-            try:
+        latest = self.manager.latest_step() if resume else None
+        try:
+            if latest is not None:
+                # compare configs before Orbax restores anything: a shape mismatch would fail deep inside it
+                check_resumable(ckpt.read_step_config(run_path, latest), self.cfg, run_path, latest)
                 self.state, _ = ckpt.restore_from_manager(self.manager, ckpt.abstract_like(self.state, replicated),
                                                           latest)
-            except ckpt.CheckpointError:
-                self.manager.close()
-                raise
+        except ValueError:  # CheckpointError too
+            self.manager.close()
+            self.manager = None
+            raise
+        if self.is_chief:
+            (run_path / "config.json").write_text(json.dumps(self.metadata, indent=2, sort_keys=True))
 
     # ------------------------------------------------------------------ state
     @property
