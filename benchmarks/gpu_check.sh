@@ -6,22 +6,23 @@
 # Stages (default: all, in this order; each writes benchmarks/results/<name>_<device>.md with the
 # date, device and command, and prints its tables):
 #   tests       the whole test suite with the GPU as the default backend   -> gpu_tests_<device>.md
-#   reference   the PyTorch reference `pfns` on gp-200 and gp-1000         -> pfns_reference_<device>.{md,json}
-#   throughput  train_throughput.py, gp-200 and gp-1000, f32 and bf16      -> train_throughput_<device>.md
-#               (ratios against the reference measured by the stage above, when it ran)
+#   quick       (not in the default list) the stage for a 15-minute GPU lease, about 8 minutes: the
+#               precision-sensitive tests, the cuDNN-vs-XLA attention test and the step tests on the
+#               GPU; bf16 throughput of every registered architecture at gp-1000 size; the PyTorch
+#               reference at gp-1000 (30 steps) when its wheels are carried -> gpu_quick_<device>.md
+#   reference   the PyTorch reference `pfns` alone on gp-200 and gp-1000     -> pfns_reference_<device>.md
+#   throughput  train_throughput.py, gp-200 and gp-1000, f32 and bf16, per-dataset and shared split,
+#               with the reference run in the same invocation                -> train_throughput_<device>.md
 #   profile     step_profile.py, bf16, auto (cuDNN) and XLA attention       -> step_profile_<device>.md
 #   latency     inference_latency.py                                       -> inference_latency_<device>.md
 #   mixed       mixed_precision.py, 500-step gp-200, f32 vs bf16           -> mixed_precision_<device>.md
 #
 # Each stage fits a 10-minute command on one H100; run them as separate commands where a
-# command's time is capped. The reference stage needs the `pfns` package (0.4.2; with pip
-# `--no-deps` plus `configspace` and `more_itertools`; torch, gpytorch and scikit-learn must be
-# installed) and its GP workload script:
-#   PFNS_REFERENCE_SCRIPT  the workload script, run as `SCRIPT STEPS EMSIZE NLAYERS BATCH SEQ`
-#                          (default .ref/pfns_gp_train.py)
-#   PFNS_WHEELS            a folder of wheels installed first if `pfns` is not importable (default .whl)
-# Without them the stage is skipped with a message, and throughput ratios fall back to the
-# reference numbers of an earlier session (said so in the table).
+# command's time is capped. The reference needs the `pfns` package (0.4.2, with pip `--no-deps`
+# plus `configspace`, `more_itertools`, `einops`, `gpytorch`, `linear_operator`, `jaxtyping` and
+# `tensorboard`; torch must be installed); its workload is benchmarks/pfns_reference.py.
+#   PFNS_WHEELS   a folder of wheels installed first if `pfns` is not importable (default .whl)
+# Without them the reference is skipped with a message and the tables have no ratio.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,47 +70,46 @@ stage_tests() {
   echo "wrote $md"
 }
 
-stage_reference() {
-  local script="${PFNS_REFERENCE_SCRIPT:-.ref/pfns_gp_train.py}" wheels="${PFNS_WHEELS:-.whl}"
+install_reference() {  # pfns from carried wheels when it is not importable
+  local wheels="${PFNS_WHEELS:-.whl}"
   if ! "$PY" -c "import pfns" 2>/dev/null && compgen -G "$wheels/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/pfns_site "$wheels"/*.whl \
       && export PYTHONPATH="$PYTHONPATH:/tmp/pfns_site"
   fi
-  if ! "$PY" -c "import pfns" 2>/dev/null || [ ! -f "$script" ]; then
-    echo "gpu_check: reference skipped: needs an importable pfns (wheels in $wheels) and $script"
-    return 0
-  fi
-  local json="$RESULTS/pfns_reference_$DEVICE.json" md="$RESULTS/pfns_reference_$DEVICE.md"
-  local out200 out1000
-  # gp-200: d256, 4 layers, batch 128, T=200; gp-1000: d512, 6 layers, batch 64, T=1000 (start-up included)
-  out200=$("$PY" "$script" 150 256 4 128 200 2>&1 | tail -n 1)
-  out1000=$("$PY" "$script" 40 512 6 64 1000 2>&1 | tail -n 1)
-  echo "$out200"; echo "$out1000"
-  "$PY" - "$out200" "$out1000" "$json" <<'EOF'
-import json, re, sys
-rates = {}
-for preset, line in zip(("gp-200", "gp-1000"), sys.argv[1:3]):
-    m = re.search(r"datasets_per_s=([0-9.]+)", line)
-    if m:
-        rates[preset] = float(m.group(1))
-json.dump(rates, open(sys.argv[3], "w"), indent=1)
-print("reference datasets/s:", rates)
-EOF
-  {
-    header "PyTorch reference pfns 0.4.2, GP workloads" "$script STEPS EMSIZE NLAYERS BATCH SEQ"
-    echo "| workload | output |"
-    echo "|---|---|"
-    echo "| gp-200 (150 steps, d256, 4 layers, batch 128, T 200) | \`$out200\` |"
-    echo "| gp-1000 (40 steps, d512, 6 layers, batch 64, T 1000) | \`$out1000\` |"
-  } >"$md"
-  echo "wrote $md and $json"
+  "$PY" -c "import pfns, torch" 2>/dev/null || { echo "gpu_check: reference skipped: pfns and torch are not importable"; return 1; }
 }
 
-stage_throughput() {
-  local ref=() json="$RESULTS/pfns_reference_$DEVICE.json"
-  [ -s "$json" ] && [ "$(cat "$json")" != "{}" ] && ref=(--reference-json "$json")
-  "$PY" benchmarks/train_throughput.py --presets gp-200 gp-1000 --bf16 --steps 30 "${ref[@]}" \
-    --markdown "$RESULTS/train_throughput_$DEVICE.md"
+stage_reference() {  # the PyTorch reference alone, on the two GPU workloads
+  install_reference || return 0
+  local md="$RESULTS/pfns_reference_$DEVICE.md" out200 out1000
+  out200=$("$PY" benchmarks/pfns_reference.py --emsize 256 --nlayers 4 --nhead 4 --batch 128 --seq 200 --steps 100 2>&1 | tail -n 1)
+  out1000=$("$PY" benchmarks/pfns_reference.py --emsize 512 --nlayers 6 --nhead 8 --batch 64 --seq 1000 --steps 30 2>&1 | tail -n 1)
+  { header "PyTorch reference pfns 0.4.2, GP workloads" "benchmarks/pfns_reference.py"
+    echo "| workload | output |"; echo "|---|---|"
+    echo "| gp-200 | \`$out200\` |"; echo "| gp-1000 | \`$out1000\` |"; } >"$md"
+  echo "wrote $md"
+}
+
+stage_throughput() {  # pfnjax f32 and bf16 with the reference run in the same invocation
+  local ref=()
+  install_reference && ref=(--reference --reference-steps 30)
+  "$PY" benchmarks/train_throughput.py --presets gp-200 gp-1000 --bf16 --split-sharing dataset step --steps 30 \
+    "${ref[@]}" --markdown "$RESULTS/train_throughput_$DEVICE.md"
+}
+
+stage_quick() {  # the facts that matter most, in about 8 minutes: see the header
+  local log=/tmp/gpu_check_quick.log md="$RESULTS/gpu_quick_$DEVICE.md"
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_precision.py "tests/test_model.py::test_attention_implementations_give_the_same_logits" \
+    tests/test_step.py 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]} ref=()
+  install_reference && ref=(--reference --reference-steps 30)
+  "$PY" benchmarks/train_throughput.py --presets gp-1000 --bf16-only --split-sharing step --steps 20 \
+    --models all "${ref[@]}" --markdown "$RESULTS/train_throughput_quick_$DEVICE.md"
+  { header "GPU quick check" "bash benchmarks/gpu_check.sh quick"
+    echo "- precision, attention and step tests: exit code $rc"; echo; echo '```'
+    grep -E '^(FAILED|ERROR)|passed|failed' "$log" | tail -n 30; echo '```'; echo
+    cat "$RESULTS/train_throughput_quick_$DEVICE.md"; } >"$md"
+  echo "wrote $md"
 }
 
 stage_profile() {
@@ -127,11 +127,11 @@ stage_mixed() {
 }
 
 STAGES=("$@")
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(tests reference throughput profile latency mixed)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(tests throughput profile latency mixed)
 status=0
 for s in "${STAGES[@]}"; do
   case "$s" in
-    tests|reference|throughput|profile|latency|mixed) echo "=== $s"; "stage_$s" || status=1 ;;
+    quick|tests|reference|throughput|profile|latency|mixed) echo "=== $s"; "stage_$s" || status=1 ;;
     *) echo "gpu_check: unknown stage $s" >&2; exit 2 ;;
   esac
 done

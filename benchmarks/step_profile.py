@@ -4,11 +4,16 @@ Each component is jit-compiled on its own at the preset's shapes, warmed up, and
 median of ``--repeats`` runs with ``block_until_ready``:
 
 * ``sample``: the on-device prior sampler for one global batch;
-* ``forward``: the model forward and the loss (no gradients);
-* ``forward+backward``: ``value_and_grad`` of the loss;
+* ``forward``: the model forward and the loss (no gradients), as the step computes it
+  (:func:`pfnjax.training.train_loss` with the step's layout);
+* ``forward+backward``: ``value_and_grad`` of that loss;
 * ``attention``: forward+backward of the context-masked attention alone, all layers, at the
-  implementation the model uses (``attention_impl``, resolved as in the model);
-* ``loss head``: forward+backward of the bar-distribution NLL on ``[B, T, buckets]`` logits;
+  implementation the model uses (``attention_impl``, resolved as in the model) and the layout's
+  key count;
+* ``loss head``: forward+backward of the bar-distribution NLL on the logits the loss reads;
+
+With ``split_sharing="step"`` every dataset of the profiled batch has the split distribution's
+mean context size and the components run at that size's bucket (the median step).
 * ``optimizer``: clipping + AdamW update + apply on parameter-shaped gradients;
 * ``full step``: the real train step (sampling, forward, backward, update; donated state).
 
@@ -28,21 +33,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pfnjax.model import ATTENTION_IMPLS, context_attention, resolve_attention_impl
 from pfnjax.presets import preset_config
-from pfnjax.priors.base import sample_datasets
+from pfnjax.priors.base import sample_datasets, split_pmf
 from pfnjax.priors.from_config import build_prior, feature_count_sampler
 from pfnjax.runs import STREAM_TRAIN, stream_key
 from pfnjax.training import (
-    apply_model,
     batch_shape,
     init_state,
     make_mesh,
     make_optimizer,
     make_train_step,
     pfn_loss,
+    step_layouts,
+    train_loss,
 )
 
 from _results import median_seconds, report  # a sibling: a script's own folder is on sys.path
@@ -64,18 +71,26 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
 
     sample = jax.jit(lambda k: sample_datasets(prior, k, shape, split=cfg.data.split, num_features_sampler=n_features))
     batch = sample(keys)
+    layouts, table = step_layouts(cfg)
+    layout = layouts[0]
+    if table is not None:  # the median step: every dataset at the mean context size, in its bucket
+        sep = int(round(float((split_pmf(cfg.data.split, cfg.data.seq_len) * np.arange(cfg.data.seq_len)).sum())))
+        layout = layouts[int(table[sep])]
+        batch = batch.replace(single_eval_pos=jnp.full_like(batch.single_eval_pos, sep))
 
     def loss_fn(params, batch, head):
-        return pfn_loss(apply_model(graphdef, params, batch), batch, head)
+        return train_loss(graphdef, params, batch, head, layout)
 
     forward = jax.jit(loss_fn)
     forward_backward = jax.jit(jax.value_and_grad(loss_fn))
 
-    # attention alone: every layer's q/k/v at the step's shapes and dtype
+    # attention alone: every layer's q/k/v at the step's shapes and dtype (keys up to context_max)
     b, t, d, h = cfg.data.batch_size, cfg.data.seq_len, cfg.model.d_model, cfg.model.num_heads
     dtype = cfg.model.dtype
-    qkv = jax.random.normal(jax.random.key(1), (3, b, t, h, d // h), dtype)
-    impl = resolve_attention_impl(cfg.model.attention_impl, qkv[0], qkv[1])
+    n_keys = min(layout.context_max, t)
+    q = jax.random.normal(jax.random.key(1), (b, t, h, d // h), dtype)
+    kv = jax.random.normal(jax.random.key(3), (2, b, n_keys, h, d // h), dtype)
+    impl = resolve_attention_impl(cfg.model.attention_impl, q, kv[0])
 
     def attention_loss(q, k, v):
         out = context_attention(q, k, v, batch.single_eval_pos, cfg.model.attention_impl)
@@ -84,10 +99,10 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
     attention_grad = jax.jit(jax.grad(attention_loss, argnums=(0, 1, 2)))
 
     def all_layers_attention():
-        return [attention_grad(*qkv) for _ in range(cfg.model.num_layers)]
+        return [attention_grad(q, *kv) for _ in range(cfg.model.num_layers)]
 
-    logits = jax.random.normal(jax.random.key(2), (b, t, io.num_outputs), jnp.float32)
-    head_grad = jax.jit(jax.grad(lambda lg: pfn_loss(lg, batch, head)))
+    logits = jax.random.normal(jax.random.key(2), (b, t - layout.query_start, io.num_outputs), jnp.float32)
+    head_grad = jax.jit(jax.grad(lambda lg: pfn_loss(lg, batch, head, layout.query_start)))
 
     tx = make_optimizer(cfg.optim)
     grads = jax.tree.map(jnp.ones_like, state.params)
@@ -121,7 +136,8 @@ def profile(preset: str, bf16: bool, repeats: int = 10, attention_impl: str | No
                 jax.block_until_ready(full_step())
     res["rest"] = max(res["forward_backward"] - res["attention"] - res["loss_head"], 0.0)
     res.update(preset=preset, dtype=cfg.model.compute_dtype, batch=cfg.data.batch_size, seq_len=cfg.data.seq_len,
-               attention_impl=impl, devices=mesh.devices.size, repeats=repeats)
+               attention_impl=impl, devices=mesh.devices.size, repeats=repeats, split_sharing=cfg.data.split_sharing,
+               layout=tuple(layout))
     return res
 
 
@@ -142,7 +158,7 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         lines += [
             f"## {r['preset']}, {r['dtype']}, batch {r['batch']}, T={r['seq_len']}, attention `{r['attention_impl']}`, "
-            f"{r['devices']} device(s)",
+            f"split sharing `{r['split_sharing']}` (layout {r['layout']}), {r['devices']} device(s)",
             "",
             "| component | ms | share of full step |",
             "|---|---:|---:|",
@@ -160,13 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16", action="store_true", help="bfloat16 activations")
     parser.add_argument("--attention", choices=ATTENTION_IMPLS, help="override the attention implementation")
     parser.add_argument("--batch-size", type=int, help="override the presets' global batch size")
+    parser.add_argument("--split-sharing", choices=["dataset", "step"], help="override the presets' split sharing")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--trace", help="also write a jax.profiler trace of 5 full steps to this directory")
     parser.add_argument("--markdown", help="write the tables (with date, device, command) to this file")
     args = parser.parse_args(argv)
     results = []
     for preset in args.presets:
-        overrides = {"batch_size": args.batch_size} if args.batch_size else {}
+        overrides = {"batch_size": args.batch_size, "split_sharing": args.split_sharing}
         results.append(profile(preset, args.bf16, args.repeats, args.attention, args.trace, **overrides))
     text = markdown(results)
     report(text, args.markdown, "Train step profile")

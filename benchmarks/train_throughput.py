@@ -5,9 +5,10 @@ Each measurement jit-compiles the full data-parallel train step (on-device prior
 forward, backward, optimizer update) on all visible devices, reports the compile time, warms it
 up, then times ``--steps`` steps (median). FLOPs are counted analytically, two ways:
 
-* **needed**: the work a step must do: the dense layers on every row, attention of every row to
-  the context keys only (at the split distribution's mean context size), and the output head at
-  the query rows only (forward + backward = 3 x forward);
+* **needed**: the work a step must do: the dense layers on every row (in the last layer only the
+  key/value projection for the context rows), attention of every row to the context keys only
+  (in the last layer, of the query rows), and the output head at the query rows only, in
+  expectation over the split distribution (forward + backward = 3 x forward);
 * **computed**: what the step's formulation does: with ``split_sharing="dataset"`` every row
   attends to every key and the head runs on every row; with ``"step"`` the keys stop at each
   bucket's largest context size and the last layer and the head start at its smallest.
@@ -24,6 +25,7 @@ fraction of it (needed FLOPs / step time / GEMM rate).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pfnjax.config import TrainConfig
-from pfnjax.model import ATTENTION_IMPLS, resolve_attention_impl
+from pfnjax.model import ATTENTION_IMPLS, model_class, model_names, resolve_attention_impl
 from pfnjax.presets import preset_config
 from pfnjax.priors.base import split_pmf
 from pfnjax.priors.from_config import build_prior
@@ -81,7 +83,11 @@ def step_flops(cfg: TrainConfig, num_outputs: int) -> dict[str, float]:
     dense_row = 2 * d * (4 * d + 2 * ff)  # qkv, output projection, MLP: one row, one layer
     head_row = 2 * (d * ff + ff * num_outputs)
     encoders = 2 * t * (f + 1) * d
-    needed = arch.num_layers * (t * dense_row + 4 * t * mean_context * d) + (t - mean_context) * head_row + encoders
+    queries_x_context = float((pmf * (t - sizes) * sizes).sum())  # E[(T - n) n]
+    qkv_row = 2 * d * 3 * d
+    needed = ((arch.num_layers - 1) * (t * dense_row + 4 * t * mean_context * d)
+              + t * qkv_row + (t - mean_context) * (dense_row - qkv_row) + 4 * queries_x_context * d  # last layer
+              + (t - mean_context) * head_row + encoders)
     layouts, table = step_layouts(cfg)
     computed = 0.0
     for i, layout in enumerate(layouts):
@@ -102,9 +108,15 @@ def peak_for(device: jax.Device, dtype: str) -> float | None:
 
 
 def measure(preset: str, steps: int, bf16: bool = False, batch_size: int | None = None,
-            attention_impl: str | None = None, split_sharing: str = "dataset") -> dict:
-    cfg = preset_config(preset, compute_dtype="bfloat16" if bf16 else "float32", batch_size=batch_size,
-                        border_samples=20_000, attention_impl=attention_impl, split_sharing=split_sharing)
+            attention_impl: str | None = None, split_sharing: str = "dataset", model: str | None = None) -> dict:
+    overrides = {"model": model} if model else {}
+    fields = {f.name for f in dataclasses.fields(model_class(model or "classic"))}
+    if "compute_dtype" in fields:
+        overrides["compute_dtype"] = "bfloat16" if bf16 else "float32"
+    if attention_impl and "attention_impl" in fields:
+        overrides["attention_impl"] = attention_impl
+    cfg = preset_config(preset, batch_size=batch_size, border_samples=20_000, split_sharing=split_sharing,
+                        **overrides)
     prior = build_prior(cfg.prior)
     graphdef, state, io, head = init_state(cfg, prior)
     mesh = make_mesh()
@@ -113,6 +125,9 @@ def measure(preset: str, steps: int, bf16: bool = False, batch_size: int | None 
     t0 = time.perf_counter()
     compiled = step.lower(state).compile()
     compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
     for _ in range(3):  # warm-up
         state, metrics = compiled(state)
     jax.block_until_ready(metrics)
@@ -124,21 +139,29 @@ def measure(preset: str, steps: int, bf16: bool = False, batch_size: int | None 
         times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
     data, arch = cfg.data, cfg.model
-    q_like = jax.ShapeDtypeStruct((data.batch_size, data.seq_len, arch.num_heads,
-                                   arch.d_model // arch.num_heads), arch.dtype)
     datasets = data.batch_size * data.accum_steps
-    flops = {k: v * datasets if k != "mean_context" else v for k, v in step_flops(cfg, io.num_outputs).items()}
-    peak = peak_for(jax.devices()[0], arch.compute_dtype)
+    if arch.name == "classic":
+        flops = {k: v * datasets for k, v in step_flops(cfg, io.num_outputs).items() if k != "mean_context"}
+        q_like = jax.ShapeDtypeStruct((data.batch_size, data.seq_len, arch.num_heads,
+                                       arch.d_model // arch.num_heads), arch.dtype)
+        attention = resolve_attention_impl(arch.attention_impl, q_like, q_like)
+    else:  # no analytic count for this architecture: XLA's count of the whole step stands for both
+        flops = {"needed": xla_flops, "computed": xla_flops}
+        attention = getattr(arch, "attention_impl", "n/a")
+    dtype = getattr(arch, "compute_dtype", "float32")
+    peak = peak_for(jax.devices()[0], dtype)
     return {
-        "preset": preset, "split_sharing": split_sharing, "buckets": len(step_layouts(cfg)[0]),
-        "dtype": arch.compute_dtype, "batch": datasets, "T": data.seq_len, "devices": jax.device_count(),
+        "preset": preset, "model": arch.name, "split_sharing": split_sharing, "buckets": len(step_layouts(cfg)[0]),
+        "dtype": dtype, "batch": datasets, "T": data.seq_len, "devices": jax.device_count(),
         "step_ms": 1e3 * step_s, "datasets_per_s": datasets / step_s, "compile_s": compile_s,
         "needed_gflop": flops["needed"] / 1e9, "computed_gflop": flops["computed"] / 1e9,
         "needed_gflops_rate": flops["needed"] / step_s / 1e9,
+        "xla_gflop": xla_flops / 1e9,
         "mfu": flops["needed"] / step_s / 1e12 / (peak * jax.device_count()) if peak else None,
-        "attention": resolve_attention_impl(arch.attention_impl, q_like, q_like),
-        "workload": {"features": data.num_features, "emsize": arch.d_model, "nlayers": arch.num_layers,
-                     "nhead": arch.num_heads, "batch": data.batch_size, "seq": data.seq_len},
+        "attention": attention,
+        "workload": {"features": data.num_features, "emsize": getattr(arch, "d_model", 0),
+                     "nlayers": getattr(arch, "num_layers", 0), "nhead": getattr(arch, "num_heads", 0),
+                     "batch": data.batch_size, "seq": data.seq_len},
     }
 
 
@@ -150,7 +173,8 @@ def run_reference(workload: dict, steps: int) -> dict | None:
     except ImportError:
         print("reference skipped: torch and pfns are not installed (pip install torch pfns==0.4.2)", flush=True)
         return None
-    args = [f"--{k}={v}" for k, v in workload.items()] + [f"--steps={steps}"]
+    device = "cpu" if jax.default_backend() == "cpu" else "cuda"
+    args = [f"--{k}={v}" for k, v in workload.items()] + [f"--steps={steps}", f"--device={device}"]
     out = subprocess.run([sys.executable, str(REFERENCE_SCRIPT), *args], capture_output=True, text=True)
     if out.returncode != 0:
         print(f"reference failed:\n{out.stderr[-2000:]}", flush=True)
@@ -171,17 +195,18 @@ def markdown(rows: list[dict], gemm: dict[int, float], references: dict[str, dic
             lines.append(f"| {name} | {r['datasets_per_s']:.1f} | {r['datasets_per_s_with_startup']:.1f} | "
                          f"{r['step_ms']:.1f} |")
         lines.append("")
-    lines += ["| preset | split sharing | buckets | dtype | attention | batch | T | step ms | datasets/s | "
-              "compile s | needed GFLOP | computed GFLOP | needed GFLOP/s | of GEMM | vs reference |",
-              "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| preset | model | split sharing | buckets | dtype | attention | batch | T | step ms | datasets/s | "
+              "compile s | needed GFLOP | computed GFLOP | needed GFLOP/s | of GEMM | MFU | vs reference |",
+              "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ref = references.get(r["preset"])
-        ratio = f"{r['datasets_per_s'] / ref['datasets_per_s']:.2f}x" if ref else "n/a"
+        ratio = f"{r['datasets_per_s'] / ref['datasets_per_s']:.2f}x" if ref and r["model"] == "classic" else "n/a"
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         lines.append(
-            f"| {r['preset']} | {r['split_sharing']} | {r['buckets']} | {r['dtype']} | {r['attention']} | {r['batch']} | "
+            f"| {r['preset']} | {r['model']} | {r['split_sharing']} | {r['buckets']} | {r['dtype']} | {r['attention']} | {r['batch']} | "
             f"{r['T']} | {r['step_ms']:.1f} | {r['datasets_per_s']:.1f} | {r['compile_s']:.1f} | "
             f"{r['needed_gflop']:.2f} | {r['computed_gflop']:.2f} | {r['needed_gflops_rate']:.1f} | "
-            f"{100 * r['needed_gflops_rate'] / rate:.0f}% | {ratio} |")
+            f"{100 * r['needed_gflops_rate'] / rate:.0f}% | {mfu} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -190,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["cpu-ref", "cpu-ref-1024"])
     parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
     parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 compute")
+    parser.add_argument("--bf16-only", action="store_true", help="measure bfloat16 compute only")
+    parser.add_argument("--models", nargs="+", default=["classic"],
+                        help="architectures to measure (registered names, or 'all')")
     parser.add_argument("--batch-size", type=int, help="override the presets' global batch size")
     parser.add_argument("--attention", choices=ATTENTION_IMPLS, help="attention implementation (default auto)")
     parser.add_argument("--split-sharing", nargs="+", default=["step"], choices=["dataset", "step"],
@@ -204,14 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     gemm = gemm_gflops()
     print("GEMM GFLOP/s:", {n: round(g, 1) for n, g in gemm.items()}, flush=True)
     rows, references = [], {}
+    models = model_names() if args.models == ["all"] else args.models
+    dtypes = [True] if args.bf16_only else ([False, True] if args.bf16 else [False])
     for preset in args.presets:
-        for sharing in args.split_sharing:
-            for bf16 in ([False, True] if args.bf16 else [False]):
-                row = measure(preset, args.steps, bf16, args.batch_size, args.attention, sharing)
-                rows.append(row)
-                print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+        for model in models:
+            for sharing in args.split_sharing:
+                for bf16 in dtypes:
+                    row = measure(preset, args.steps, bf16, args.batch_size, args.attention, sharing, model)
+                    rows.append(row)
+                    print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
         if args.reference:
-            ref = run_reference(rows[-1]["workload"], args.reference_steps)
+            classic = [r for r in rows if r["preset"] == preset and r["model"] == "classic"]
+            ref = run_reference(classic[-1]["workload"], args.reference_steps) if classic else None
             if ref is not None:
                 references[preset] = ref
                 print("reference", preset, ref, flush=True)

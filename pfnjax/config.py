@@ -50,7 +50,10 @@ def _check_positive(section: Any, names: tuple[str, ...]) -> None:
 
 
 def _json_canonical(value: Any) -> Any:
-    """Tuples become lists, as JSON would store them, so saved and fresh configs compare equal."""
+    """Tuples become lists, as JSON would store them, so saved and fresh configs compare equal
+    (and config objects their dicts)."""
+    if hasattr(value, "to_dict") and not isinstance(value, type):
+        return _json_canonical(value.to_dict())
     if isinstance(value, dict):
         return {str(k): _json_canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -234,23 +237,54 @@ def _head_field_owners() -> dict[str, str]:
     return owner
 
 
+Optimizer = Literal["adamw", "muon"]
+Averaging = Literal["none", "ema", "tail"]
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warmup, then cosine decay to ``lr * min_lr_ratio``, after global-norm clipping."""
+    """The optimizer, after global-norm clipping, with linear warmup then cosine decay to
+    ``lr * min_lr_ratio``; and the weights inference uses.
+
+    ``optimizer="muon"`` updates the matrix parameters with Muon (:func:`optax.contrib.muon`, peak
+    rate ``muon_lr``) and the rest with AdamW (peak ``lr``). ``averaging`` keeps averaged weights
+    next to the trained ones, and those are what :func:`pfnjax.load` and :meth:`pfnjax.PFN.from_train_result`
+    use: ``"ema"`` an exponential moving average (``ema_decay``), ``"tail"`` the mean of the
+    weights of the last ``tail_fraction`` of the steps.
+    """
 
     steps: int = dataclasses.field(default=1000, metadata={"help": "optimizer steps"})
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "peak learning rate"})
+    lr: float = dataclasses.field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
     warmup_steps: int = dataclasses.field(default=100, metadata={"help": "linear warmup steps"})
     min_lr_ratio: float = dataclasses.field(default=0.0, metadata={"help": "final lr as a fraction of lr"})
-    weight_decay: float = dataclasses.field(default=0.0, metadata={"help": "AdamW weight decay"})
+    weight_decay: float = dataclasses.field(default=0.0, metadata={"help": "decoupled weight decay"})
     clip_norm: float = dataclasses.field(default=1.0, metadata={"help": "global gradient-norm clip"})
+    optimizer: Optimizer = dataclasses.field(default="adamw", metadata={
+        "help": "adamw, or muon (Muon on matrix parameters, AdamW on the rest)"})
+    muon_lr: float = dataclasses.field(default=0.02, metadata={"help": "peak learning rate of Muon's matrices"})
+    averaging: Averaging = dataclasses.field(default="none", metadata={
+        "help": "weights for inference: none (the trained ones), ema, or tail (mean of the last steps')"})
+    ema_decay: float = dataclasses.field(default=0.999, metadata={"help": "with averaging=ema: the decay"})
+    tail_fraction: float = dataclasses.field(default=0.25, metadata={
+        "help": "with averaging=tail: the fraction of the last steps averaged"})
 
     def __post_init__(self) -> None:
         _check_positive(self, ("steps",))
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.lr > 0 or not self.muon_lr > 0:
+            raise ValueError(f"lr and muon_lr must be > 0, got {self.lr}, {self.muon_lr}")
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
+        for name, allowed in (("optimizer", typing.get_args(Optimizer)), ("averaging", typing.get_args(Averaging))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0.0 < self.ema_decay < 1.0 or not 0.0 < self.tail_fraction <= 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) and tail_fraction in (0, 1], got {self.ema_decay}, "
+                             f"{self.tail_fraction}")
+
+    @property
+    def tail_start(self) -> int:
+        """With ``averaging="tail"``: the first step whose weights enter the mean."""
+        return self.steps - max(1, int(round(self.tail_fraction * self.steps)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -132,21 +132,24 @@ def read_run(path: str | Path, step: int | None = None) -> RunInfo:
 
 def restore_inference(path: str | Path, step: int | None = None, *, attention_impl: str | None = None
                       ) -> tuple[RunInfo, nnx.GraphDef, Any]:
-    """``(run info, graphdef, params)`` of a saved run: only the parameters are read (and, for
-    0.1 runs, the borders), never the optimizer state. ``attention_impl`` overrides the saved one
+    """``(run info, graphdef, params)`` of a saved run: only the parameters are read (the averaged
+    ones if the run kept them, ``optim.averaging``; and, for 0.1 runs, the borders), never the
+    optimizer state. ``attention_impl`` overrides the saved one
     (for architectures that have the setting)."""
     info = read_run(path, step)
     if attention_impl is not None:
         info = dataclasses.replace(info, model_config=info.model_config.replace(attention_impl=attention_impl))
     graphdef, abstract_params = abstract_model(info.model_config, info.io)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    wanted: dict[str, Any] = {"params": abstract_params}
+    # a run that averages its weights (optim.averaging) predicts with the averaged ones
+    weights = "params" if info.train_config.optim.averaging == "none" else "avg_params"
+    wanted: dict[str, Any] = {weights: abstract_params}
     if info.head is None:
         wanted["borders"] = jax.ShapeDtypeStruct((info.io.num_outputs + 1,), jnp.float32)
     restored = ckpt.restore_partial(path, ckpt.abstract_like(wanted, sharding), step)
     if info.head is None:
         info = dataclasses.replace(info, head=BarHead(restored["borders"]))
-    return info, graphdef, restored["params"]
+    return info, graphdef, restored[weights]
 
 
 __all__ = ["LEGACY_FORMAT", "RUN_FORMAT", "RunInfo", "STREAM_EVAL", "STREAM_HEAD", "STREAM_INIT", "STREAM_TRAIN",

@@ -66,13 +66,30 @@ def test_pretrained_eval_benchmark_beats_the_context_only_baseline(name):
 def test_step_profile_benchmark_smoke():
     module = _load("step_profile")
     res = module.profile("test", bf16=True, repeats=2, batch_size=8)
-    # on the CPU "auto" attention is XLA's; bf16 compute as asked
-    assert res["attention_impl"] == "xla" and res["dtype"] == "bfloat16" and res["batch"] == 8
+    # on the CPU "auto" attention is the matmul formulation; bf16 compute as asked
+    assert res["attention_impl"] == "matmul" and res["dtype"] == "bfloat16" and res["batch"] == 8
     parts = ("sample", "forward", "forward_backward", "attention", "loss_head", "optimizer", "full_step")
     assert all(np.isfinite(res[k]) and res[k] > 0 for k in parts)
     assert res["rest"] == max(res["forward_backward"] - res["attention"] - res["loss_head"], 0.0)
     table = module.markdown([res])
     assert f"{8 / res['full_step']:.1f}" in table and "of which attention" in table
+
+
+def test_train_throughput_benchmark_smoke():
+    """The step's FLOP accounting: a shared split computes less than the per-dataset step, never less
+    than the step needs, and the per-dataset step computes the full T x T attention and head."""
+    module = _load("train_throughput")
+    from pfnjax.presets import preset_config
+
+    cfg = preset_config("cpu-ref")
+    own, shared = (module.step_flops(cfg.replace(split_sharing=s), 1000) for s in ("dataset", "step"))
+    assert shared["needed"] == own["needed"] <= shared["computed"] < own["computed"]
+    t, d, ff, layers = 200, 128, 256, 4
+    full = 3 * (layers * (2 * t * d * (4 * d + 2 * ff) + 4 * t * t * d) + t * 2 * (d * ff + ff * 1000) + 2 * t * 6 * d)
+    assert own["computed"] == full and own["mean_context"] == pytest.approx(100.0)
+    row = module.measure("test", steps=2, split_sharing="step")
+    assert row["buckets"] > 1 and row["datasets_per_s"] > 0 and row["attention"] == "matmul"
+    assert "| test | classic | step |" in module.markdown([row], {1024: 100.0}, {})
 
 
 def test_gpu_check_refuses_to_run_without_a_gpu():

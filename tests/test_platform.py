@@ -234,6 +234,9 @@ def test_help_shows_the_presets_defaults_with_readable_metavars(capsys):
     text = capsys.readouterr().out
     assert "default 32" in text and "preset 'test'" in text
     with pytest.raises(SystemExit):
+        main(["train", "--preset", "gp-mimicry-cpu", "--help"])  # a preset with evaluators: shown as JSON
+    assert '"type": "held_out"' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
         main(["eval", "--help"])
     text = capsys.readouterr().out
     assert "comma-separated context sizes" in text and "--import" in text

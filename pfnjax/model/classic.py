@@ -53,9 +53,13 @@ class ClassicConfig(ModelConfigBase):
             ``sqrt(F_max / F_used)`` (maintained reference), ``linear`` by ``F_max / F_used``
             (paper), ``none`` leaves x as is.
         compute_dtype: ``float32`` or ``bfloat16`` activations; params stay float32.
-        attention_impl: ``auto`` (default) uses cuDNN flash attention when the program runs on an
-            NVIDIA GPU and cuDNN supports the shapes and dtype (bfloat16/float16), else XLA's
-            attention; ``xla`` or ``cudnn`` force one (``cudnn`` fails off NVIDIA GPUs).
+        attention_impl: ``auto`` (default): cuDNN flash attention on NVIDIA GPUs where cuDNN
+            supports the shapes and dtype (bfloat16/float16), the ``matmul`` formulation on the
+            CPU, XLA's attention elsewhere (:mod:`pfnjax.model.attention`).
+        thinking_rows: learnable rows added to every context (attended to like context rows, with
+            no label); 0 (default) adds none.
+        residual_decay: each block scales the residual stream by this before adding its update
+            (``h <- decay * h + f(h)``), so later blocks weigh more; 1.0 (default) is the plain residual.
     """
 
     d_model: int = dataclasses.field(default=512, metadata={"help": "token width"})
@@ -69,7 +73,10 @@ class ClassicConfig(ModelConfigBase):
         default="float32", metadata={"help": "activation dtype (parameters stay float32)"})
     attention_impl: AttentionImpl = dataclasses.field(
         default="auto", metadata={"flag": "attention", "help": "auto: cuDNN flash attention on NVIDIA GPUs where "
-                                                               "it applies (bf16), XLA elsewhere"})
+                                                               "it applies (bf16), matmul on the CPU, XLA elsewhere"})
+    thinking_rows: int = dataclasses.field(default=0, metadata={"help": "learnable rows added to every context"})
+    residual_decay: float = dataclasses.field(default=1.0, metadata={
+        "help": "scale of the residual stream before each block's update (1: plain residual)"})
 
     def __post_init__(self) -> None:
         if self.attention_impl is None:  # runs saved before the field existed
@@ -79,6 +86,10 @@ class ClassicConfig(ModelConfigBase):
                         "compute_dtype": ("float32", "bfloat16"), "attention_impl": ATTENTION_IMPLS})
         if self.d_ff is not None:
             check_settings(self, ("d_ff",), {})
+        if isinstance(self.thinking_rows, bool) or not isinstance(self.thinking_rows, int) or self.thinking_rows < 0:
+            raise ValueError(f"model {self.name!r}: thinking_rows must be an int >= 0, got {self.thinking_rows!r}")
+        if not 0.0 < self.residual_decay <= 1.0:
+            raise ValueError(f"model {self.name!r}: residual_decay must be in (0, 1], got {self.residual_decay!r}")
         if self.d_model % self.num_heads:
             raise ValueError(f"model {self.name!r}: d_model={self.d_model} is not divisible by "
                              f"num_heads={self.num_heads}")
@@ -156,11 +167,12 @@ class PFNLayer(nnx.Module):
             q, cache.keys.astype(q.dtype), cache.values.astype(q.dtype), context_len, self.cfg.attention_impl
         )
         attn = self.attn_out(attn.reshape(h.shape[0], h.shape[1], self.cfg.d_model))
-        h = h + attn
+        decay = self.cfg.residual_decay
+        h = (h if decay == 1.0 else decay * h) + attn
         if self.cfg.norm == "post":
             h = self.norm_attn(h)
         hn = self.norm_ff(h) if self.cfg.norm == "pre" else h
-        h = h + self.ff_out(jax.nn.gelu(self.ff_in(hn)))
+        h = (h if decay == 1.0 else decay * h) + self.ff_out(jax.nn.gelu(self.ff_in(hn)))
         if self.cfg.norm == "post":
             h = self.norm_ff(h)
         return h
@@ -182,6 +194,17 @@ class PFNTransformer(PFNModel):
         self.final_norm = nnx.LayerNorm(d, dtype=dt, rngs=rngs) if cfg.norm == "pre" else None
         self.head_hidden = nnx.Linear(d, cfg.hidden_ff, dtype=dt, rngs=rngs)
         self.head_out = nnx.Linear(cfg.hidden_ff, io.num_outputs, dtype=dt, rngs=rngs)
+        if cfg.thinking_rows:
+            self.thinking = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.thinking_rows, d), jnp.float32))
+
+    # ------------------------------------------------------------------ thinking rows
+    def _think(self, h: Array, context_len: Array) -> tuple[Array, Array]:
+        """``h`` with the learnable thinking rows in front (they are context rows: ``context_len + k``)."""
+        k = self.cfg.thinking_rows
+        if not k:
+            return h, context_len
+        rows = jnp.broadcast_to(self.thinking[...].astype(h.dtype)[None], (h.shape[0], k, h.shape[-1]))
+        return jnp.concatenate([rows, h], axis=1), context_len + k
 
     # ------------------------------------------------------------------ encoders
     def embed_x(self, x: Array, num_features: Array) -> Array:
@@ -215,22 +238,24 @@ class PFNTransformer(PFNModel):
             single_eval_pos: ``i32[B]``, context length per dataset (>= 1).
             num_features: ``i32[B]``.
         """
-        h = self._embed(x, y, single_eval_pos, num_features)
+        h, sep = self._think(self._embed(x, y, single_eval_pos, num_features), single_eval_pos)
         for layer in self.layers:
-            h = layer.self_attend(h, single_eval_pos)
-        return self._head(h)
+            h = layer.self_attend(h, sep)
+        return self._head(h[:, self.cfg.thinking_rows:])
 
     def train_logits(self, x: Array, y: Array, single_eval_pos: Array, num_features: Array,
                      layout: SplitLayout) -> Array:
         """The training path: keys only from rows ``< layout.context_max``, and the last layer, the
         final norm and the output head only for rows ``>= layout.query_start``. Equal to
         ``self(...)[:, layout.query_start:]`` (the keys it skips are masked out in every dataset)."""
-        h = self._embed(x, y, single_eval_pos, num_features)
+        h, sep = self._think(self._embed(x, y, single_eval_pos, num_features), single_eval_pos)
+        k = self.cfg.thinking_rows
+        layout = SplitLayout(layout.query_start + k, layout.context_max + k)
         *inner, last = self.layers
         full_rows = SplitLayout(0, layout.context_max)
         for layer in inner:
-            h = layer.self_attend(h, single_eval_pos, full_rows)
-        return self._head(last.self_attend(h, single_eval_pos, layout))
+            h = layer.self_attend(h, sep, full_rows)
+        return self._head(last.self_attend(h, sep, layout))
 
     # ------------------------------------------------------------------ cached inference
     def encode_context(self, x_ctx: Array, y_ctx: Array, context_len: Array, num_features: Array) -> list[LayerCache]:
@@ -241,7 +266,7 @@ class PFNTransformer(PFNModel):
         ``O(chunk · N_ctx)`` time and memory.
         """
         check_inputs(self.io, x_ctx, context_len, num_features, y_ctx)
-        h = self.embed_x(x_ctx, num_features) + self.embed_y(y_ctx)
+        h, context_len = self._think(self.embed_x(x_ctx, num_features) + self.embed_y(y_ctx), context_len)
         caches = []
         for layer in self.layers:
             cache = layer.context_kv(h)
@@ -255,6 +280,7 @@ class PFNTransformer(PFNModel):
         """Logits ``f32[B, M, num_outputs]`` for queries ``x_qry: [B, M, F_max]`` against a cached context."""
         check_inputs(self.io, x_qry, context_len, num_features)
         h = self.embed_x(x_qry, num_features)
+        context_len = context_len + self.cfg.thinking_rows
         for layer, cache in zip(self.layers, caches):
             h = layer(h, cache, context_len)
         return self._head(h)

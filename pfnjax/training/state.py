@@ -27,6 +27,12 @@ class TrainState:
     params: Any  # nnx.State of the model's nnx.Param variables
     opt_state: Any
     rng: Array  # u32 key data of the run key (typed keys are wrapped/unwrapped at the edges)
+    avg_params: Any = None  # averaged weights (OptimConfig.averaging), the ones inference uses; else None
+
+    @property
+    def inference_params(self) -> Any:
+        """The weights a trained model predicts with: the averaged ones if the run keeps them."""
+        return self.params if self.avg_params is None else self.avg_params
 
 
 def batch_shape(cfg: TrainConfig) -> BatchShape:
@@ -34,15 +40,29 @@ def batch_shape(cfg: TrainConfig) -> BatchShape:
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """AdamW with linear warmup then cosine decay (per step), after global-norm clipping."""
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-        decay_steps=max(cfg.steps, cfg.warmup_steps + 1),
-        end_value=cfg.lr * cfg.min_lr_ratio,
-    )
-    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), optax.adamw(schedule, weight_decay=cfg.weight_decay))
+    """Global-norm clipping, then AdamW, or Muon on the matrix parameters and AdamW on the rest;
+    linear warmup then cosine decay (per step)."""
+
+    def schedule(peak: float):
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=peak, warmup_steps=cfg.warmup_steps,
+            decay_steps=max(cfg.steps, cfg.warmup_steps + 1), end_value=peak * cfg.min_lr_ratio)
+
+    if cfg.optimizer == "muon":
+        inner = optax.contrib.muon(schedule(cfg.muon_lr), weight_decay=cfg.weight_decay,
+                                   adam_learning_rate=schedule(cfg.lr), adam_weight_decay=cfg.weight_decay)
+    else:
+        inner = optax.adamw(schedule(cfg.lr), weight_decay=cfg.weight_decay)
+    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), inner)
+
+
+def update_average(cfg: OptimConfig, avg: Any, params: Any, step: Array) -> Any:
+    """The averaged weights after the update that produced ``params`` at ``step`` (1-based)."""
+    if cfg.averaging == "ema":
+        return jax.tree.map(lambda a, p: cfg.ema_decay * a + (1.0 - cfg.ema_decay) * p, avg, params)
+    # tail: a running mean from tail_start on; before it, the current weights
+    count = jnp.maximum(step - cfg.tail_start, 1).astype(jnp.float32)
+    return jax.tree.map(lambda a, p: jnp.where(step <= cfg.tail_start, p, a + (p - a) / count), avg, params)
 
 
 def sample_labels(prior: Prior, cfg: TrainConfig, count: int, key: PRNGKey) -> np.ndarray:
@@ -78,8 +98,10 @@ def init_state(cfg: TrainConfig, prior: Prior, head: Head | None = None
         params=params,
         opt_state=make_optimizer(cfg.optim).init(params),
         rng=jax.random.key_data(stream_key(cfg.seed, STREAM_TRAIN)),
+        avg_params=None if cfg.optim.averaging == "none" else jax.tree.map(jnp.copy, params),
     )
     return graphdef, state, io, head
 
 
-__all__ = ["TrainState", "batch_shape", "init_state", "make_head", "make_optimizer", "sample_labels"]
+__all__ = ["TrainState", "batch_shape", "init_state", "make_head", "make_optimizer", "sample_labels",
+           "update_average"]

@@ -38,7 +38,7 @@ from pfnjax.heads import Head
 from pfnjax.model.base import SplitLayout
 from pfnjax.priors.base import Prior, get_split_sampler, sample_datasets, split_pmf
 from pfnjax.priors.from_config import feature_count_sampler
-from pfnjax.training.state import TrainState, batch_shape, make_optimizer
+from pfnjax.training.state import TrainState, batch_shape, make_optimizer, update_average
 from pfnjax.types import Array, Batch, PRNGKey
 
 SHARED_SPLIT_STREAM = 0x5E9  # fold_in constant of the shared context size's key
@@ -160,7 +160,10 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": jnp.mean(losses), "grad_norm": optax.tree.norm(grads)}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        avg = state.avg_params
+        if avg is not None:
+            avg = update_average(cfg.optim, avg, params, state.step + 1)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state, avg_params=avg), metrics
 
     return jax.jit(step, in_shardings=(replicated,), out_shardings=(replicated, replicated), donate_argnums=0)
 

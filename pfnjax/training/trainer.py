@@ -67,11 +67,12 @@ class TrainResult:
 
     @property
     def model(self) -> nnx.Module:
-        return nnx.merge(self.graphdef, self.state.params)
+        return nnx.merge(self.graphdef, self.params)
 
     @property
     def params(self) -> Any:
-        return self.state.params
+        """The weights inference uses: the averaged ones with ``optim.averaging``, else the trained ones."""
+        return self.state.inference_params
 
 
 # settings that may change when a run is resumed: the step count (it may grow: the learning-rate
@@ -169,7 +170,8 @@ class Trainer:
 
     @property
     def params(self) -> Any:
-        return self.state.params
+        """The weights inference uses (the averaged ones with ``optim.averaging``)."""
+        return self.state.inference_params
 
     def pfn(self):
         """A :class:`pfnjax.PFN` of the current parameters (host copies), for notebooks and evaluation."""
@@ -200,7 +202,7 @@ class Trainer:
     def _evaluate(self, entries: list) -> dict[str, dict[str, float]]:
         if not entries:
             return {}
-        params = jax.tree.map(_host, self.state.params)
+        params = jax.tree.map(_host, self.state.inference_params)  # evaluators score what users get
         wanted = {entry.name for entry in entries}
         out = {entry.name: evaluator.run(self.predict, params) for entry, evaluator in self.evaluators
                if entry.name in wanted}
