@@ -223,11 +223,17 @@ class PFNTransformer(PFNModel):
         logits = self.head_out(jax.nn.gelu(self.head_hidden(h)))
         return logits.astype(jnp.float32)
 
+    def embed_rows(self, x: Array, num_features: Array, context_len: Array) -> Array:
+        """Row tokens ``[B, N, d]`` of ``x [B, N, F_max]`` (the first ``context_len[b]`` rows are the
+        context). Here each row alone (:meth:`embed_x`); an architecture that embeds a row in the
+        context of its columns overrides it."""
+        return self.embed_x(x, num_features)
+
     def _embed(self, x: Array, y: Array, single_eval_pos: Array, num_features: Array) -> Array:
         check_inputs(self.io, x, single_eval_pos, num_features, y)
         is_context = jnp.arange(x.shape[1])[None, :] < single_eval_pos[:, None]
         y_emb = jnp.where(is_context[..., None], self.embed_y(jnp.where(is_context, y, 0)), 0)
-        return self.embed_x(x, num_features) + y_emb
+        return self.embed_rows(x, num_features, single_eval_pos) + y_emb
 
     # ------------------------------------------------------------------ full forward (the definition)
     def __call__(self, x: Array, y: Array, single_eval_pos: Array, num_features: Array) -> Array:
@@ -266,7 +272,11 @@ class PFNTransformer(PFNModel):
         ``O(chunk · N_ctx)`` time and memory.
         """
         check_inputs(self.io, x_ctx, context_len, num_features, y_ctx)
-        h, context_len = self._think(self.embed_x(x_ctx, num_features) + self.embed_y(y_ctx), context_len)
+        return self._encode_tokens(self.embed_x(x_ctx, num_features) + self.embed_y(y_ctx), context_len)
+
+    def _encode_tokens(self, h: Array, context_len: Array) -> list[LayerCache]:
+        """Every layer's keys/values of context row tokens ``h [B, N_ctx, d]``."""
+        h, context_len = self._think(h, context_len)
         caches = []
         for layer in self.layers:
             cache = layer.context_kv(h)
@@ -279,7 +289,10 @@ class PFNTransformer(PFNModel):
     ) -> Array:
         """Logits ``f32[B, M, num_outputs]`` for queries ``x_qry: [B, M, F_max]`` against a cached context."""
         check_inputs(self.io, x_qry, context_len, num_features)
-        h = self.embed_x(x_qry, num_features)
+        return self._predict_tokens(caches, self.embed_x(x_qry, num_features), context_len)
+
+    def _predict_tokens(self, caches: list[LayerCache], h: Array, context_len: Array) -> Array:
+        """Logits of query row tokens ``h [B, M, d]`` against every layer's cached context."""
         context_len = context_len + self.cfg.thinking_rows
         for layer, cache in zip(self.layers, caches):
             h = layer(h, cache, context_len)
