@@ -7,6 +7,16 @@ import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA cache per test run, shared by the xdist workers and the subprocesses they
+# start (they inherit the controller's environment): many tests compile the same prior samplers
+# and steps. Per run, so timings stay honest and no stale programs pile up; the controller made
+# it and removes it at the end. A cache directory the user set is used and kept.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ
+if _OWN_CACHE:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pfnjax-test-xla-cache-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -19,6 +29,13 @@ if os.environ.get("PFNJAX_EMULATE_TF32") == "1":
     import tf32_emulation  # noqa: E402
 
     tf32_emulation.install()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE:
+        import shutil
+
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

@@ -32,9 +32,9 @@ def _model(arch, task, **extra):
     model = build_model(model_config(arch, **{**SMALL[arch], **extra}), io, nnx.Rngs(0))
     graphdef, state = nnx.split(model, nnx.Param)
     leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    return nnx.merge(graphdef, jax.tree.unflatten(treedef, [p + 0.2 * jax.random.normal(k, p.shape)
-                                                            for p, k in zip(leaves, keys)]))
+    rng = np.random.default_rng(1)  # numpy: one compiled normal per leaf shape would cost seconds
+    return nnx.merge(graphdef, jax.tree.unflatten(treedef, [p + 0.2 * rng.normal(size=p.shape).astype(np.float32)
+                                                            for p in leaves]))
 
 
 def _data(task, b=2, t=14, f=5, seed=0):
@@ -99,8 +99,11 @@ def test_cached_inference_and_the_training_path_equal_the_masked_forward(arch, t
     graphdef, params = nnx.split(model, nnx.Param)
     head = BarHead.equally_spaced(11) if task == "regression" else ClassHead(4)
     batch = Batch(x=x, y=y, single_eval_pos=sep, num_features=nf)
-    loss_ref, grad_ref = jax.value_and_grad(lambda p: pfn_loss(apply_model(graphdef, p, batch), batch, head))(params)
-    loss, grad = jax.value_and_grad(lambda p: train_loss(graphdef, p, batch, head, SplitLayout(5, 9)))(params)
+    # jitted: op by op, every primitive compiles on its own and the test takes a minute longer
+    loss_ref, grad_ref = jax.jit(jax.value_and_grad(
+        lambda p: pfn_loss(apply_model(graphdef, p, batch), batch, head)))(params)
+    loss, grad = jax.jit(jax.value_and_grad(
+        lambda p: train_loss(graphdef, p, batch, head, SplitLayout(5, 9))))(params)
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
     for g, r in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_ref)):
         np.testing.assert_allclose(g, r, rtol=2e-4, atol=1e-6)
@@ -125,7 +128,8 @@ def test_each_architecture_trains_loads_and_serves_the_estimators_and_bo(arch, t
     assert np.isfinite(est.predict(X[20:])).all()
     point = bo.suggest(pfn, X[:10], y[:10], np.array([[0.0, 1.0], [0.0, 1.0]]), jax.random.key(0), steps=3, num_raw=32)
     assert point.shape == (1, 2) and np.all((point >= 0) & (point <= 1))
-    pfnjax.train(pfnjax.preset_config("test", prior="scm", model=arch, steps=10, **small), tmp_path / "cls",
+    # bnn_binary: a classification prior that compiles in seconds (an SCM's sampler takes 40 s)
+    pfnjax.train(pfnjax.preset_config("test", prior="bnn_binary", model=arch, steps=10, **small), tmp_path / "cls",
                  progress=False)
     clf = PFNClassifier(model=str(tmp_path / "cls"), n_estimators=2, random_state=0).fit(X[:20], (X[:20, 0] > 0.5).astype(int))
     proba = clf.predict_proba(X[20:])

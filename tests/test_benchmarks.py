@@ -99,3 +99,37 @@ def test_gpu_check_refuses_to_run_without_a_gpu():
     out = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "tests"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 1 and "no GPU here" in out.stderr
+
+
+def test_speedrun_summary_reads_minutes_and_levels_from_the_scores():
+    """Crossing times are interpolated between checkpoints, values at a minute come from the last
+    checkpoint reached, a rerun of a name replaces its curve; hand-computed values."""
+    module = _load("speedrun")
+    scores = [{"train_s": 120, "auc": 0.80}, {"train_s": 360, "auc": 0.83}, {"train_s": 600, "auc": 0.86}]
+    # 0.842 lies 40% of the way from 0.83 (6 min) to 0.86 (10 min)
+    assert module.crossing(scores, "auc", 0.842, True) == pytest.approx(6 + 0.4 * 4)
+    assert module.crossing(scores, "auc", 0.9, True) is None
+    assert module.crossing([{"train_s": 60, "nrmse": 0.5}], "nrmse", 0.6, False) == pytest.approx(1.0)
+    assert module.at_minute(scores, "auc", 10) == 0.86 and module.at_minute(scores, "auc", 30) is None
+    assert module.at_minute(scores, "auc", 6) == 0.83
+
+
+def test_speedrun_trains_for_its_budget_and_scores_the_gp_gap(tmp_path):
+    """18 seconds of the ``test`` preset on the GP prior (set-up and compile included): a checkpoint at
+    the first step past each 6-second mark and at the budget, a finite GP gap per checkpoint, and a report
+    with the run's row."""
+    module = _load("speedrun")
+    jsonl = tmp_path / "speedrun.jsonl"
+    module.main(["--name", "tiny-gp", "--preset", "test", "--prior", "gp", "--steps", "100000", "--budget-min", "0.3",
+                 "--score-every-min", "0.1", "--gp-datasets", "8", "--runs", str(tmp_path / "runs"),
+                 "--jsonl", str(jsonl), "--no-progress"])
+    runs = module.read_records(jsonl)
+    scores = runs["tiny-gp"]["scores"]
+    times = [s["train_s"] for s in scores]
+    marks = [int(t // 6) for t in times[:-1]]
+    assert len(scores) >= 2 and marks == sorted(set(marks)) and min(marks) >= 1 and 18 <= times[-1] < 19
+    assert all(np.isfinite(s["gp_gap"]) and s["gp_gap"] > -0.05 for s in scores)  # cannot beat the exact GP
+    assert [s["step"] for s in scores] == sorted(s["step"] for s in scores)
+    assert runs["tiny-gp"]["steps_done"] == scores[-1]["step"]
+    text = (tmp_path / "speedrun.md").read_text()
+    assert "| tiny-gp | classic |" in text and (tmp_path / "speedrun.png").exists()

@@ -39,12 +39,15 @@ def test_load_restores_exactly_what_was_trained(gp_run):
 
 
 def test_checkpoint_state_has_no_head_arrays(gp_run):
-    """The head's arrays live in the metadata; the state is step, params, optimizer state and key."""
-    _, run_dir, _ = gp_run
+    """The head's arrays live in the metadata; the state is step, params, optimizer state, key and
+    the averaged weights, which hold no array when the run does not average."""
+    cfg, run_dir, _ = gp_run
     import orbax.checkpoint as ocp
 
+    assert cfg.optim.averaging == "none"
     tree = ocp.PyTreeCheckpointer().metadata(ckpt.checkpoint_dir(run_dir) / "8" / "state").item_metadata.tree
-    assert sorted(tree) == ["opt_state", "params", "rng", "step"]
+    assert sorted(tree) == ["avg_params", "opt_state", "params", "rng", "step"]
+    assert jax.tree.leaves(tree["avg_params"]) == []
 
 
 def test_in_training_evaluations_match_a_fresh_evaluator(gp_run):

@@ -2,8 +2,9 @@
 outputs against reference files written by the code of the previous release
 (``tests/data/shipped_logits.npz``, ``shipped_estimators.npz``; made with commit 27fc912).
 
-On the machine that wrote them the logits were bitwise equal; the tolerance here allows another
-CPU's float kernels. The estimators' preprocessing now z-scores with the priors' own
+On the machine that wrote them the logits were bitwise equal before the CPU attention became batched
+matmuls, which sum in another order; the tolerance (1e-4 on logits of size ~20, i.e. ~5e-6 of their
+scale) allows that and another CPU's float kernels, and is far below any change of weights or code path. The estimators' preprocessing now z-scores with the priors' own
 implementation (``pfnjax.numerics.standardization``), which moves their outputs by ~3e-7."""
 
 import warnings
@@ -26,7 +27,7 @@ def test_shipped_model_logits_are_unchanged(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # some references use fewer features than trained on
         logits = np.asarray(pfn.logits(x[:40], y, x[40:]))
-    np.testing.assert_allclose(logits, REFERENCE[f"{name}/logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, REFERENCE[f"{name}/logits"], rtol=1e-5, atol=1e-4)
 
 
 def test_default_estimators_predict_as_before():

@@ -40,9 +40,21 @@ def check_settings(cfg: ModelConfigBase, positive: tuple[str, ...], choices: dic
             raise ValueError(f"model {cfg.name!r}: {name} must be one of {allowed}, got {getattr(cfg, name)!r}")
 
 
+class TransformerWidths:
+    """``hidden_ff`` and ``dtype`` of a transformer config with ``d_model``, ``d_ff`` and ``compute_dtype``."""
+
+    @property
+    def hidden_ff(self) -> int:
+        return self.d_ff or 2 * self.d_model
+
+    @property
+    def dtype(self):
+        return jnp.bfloat16 if self.compute_dtype == "bfloat16" else jnp.float32
+
+
 @register_model("classic")
 @dataclasses.dataclass(frozen=True)
-class ClassicConfig(ModelConfigBase):
+class ClassicConfig(TransformerWidths, ModelConfigBase):
     """The classic PFN transformer: one token per row, context-masked attention.
 
     Attributes:
@@ -93,14 +105,6 @@ class ClassicConfig(ModelConfigBase):
         if self.d_model % self.num_heads:
             raise ValueError(f"model {self.name!r}: d_model={self.d_model} is not divisible by "
                              f"num_heads={self.num_heads}")
-
-    @property
-    def hidden_ff(self) -> int:
-        return self.d_ff or 2 * self.d_model
-
-    @property
-    def dtype(self):
-        return jnp.bfloat16 if self.compute_dtype == "bfloat16" else jnp.float32
 
     def build(self, io: ModelIO, rngs: nnx.Rngs) -> "PFNTransformer":
         return PFNTransformer(self, io, rngs)

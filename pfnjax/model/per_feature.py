@@ -35,13 +35,13 @@ from flax import nnx
 
 from pfnjax.model.attention import ATTENTION_IMPLS, AttentionImpl, context_attention
 from pfnjax.model.base import ModelConfigBase, ModelIO, PFNModel, SplitLayout, register_model
-from pfnjax.model.classic import ComputeDtype, check_inputs, check_settings, zeros_linear
+from pfnjax.model.classic import ComputeDtype, TransformerWidths, check_inputs, check_settings, zeros_linear
 from pfnjax.types import Array
 
 
 @register_model("per_feature")
 @dataclasses.dataclass(frozen=True)
-class PerFeatureConfig(ModelConfigBase):
+class PerFeatureConfig(TransformerWidths, ModelConfigBase):
     """A token per cell (or group of ``group_size`` features); row and column attention per layer.
 
     Attributes:
@@ -73,14 +73,6 @@ class PerFeatureConfig(ModelConfigBase):
                              f"num_heads={self.num_heads}")
         if not 0.0 < self.residual_decay <= 1.0:
             raise ValueError(f"model {self.name!r}: residual_decay must be in (0, 1], got {self.residual_decay!r}")
-
-    @property
-    def hidden_ff(self) -> int:
-        return self.d_ff or 2 * self.d_model
-
-    @property
-    def dtype(self):
-        return jnp.bfloat16 if self.compute_dtype == "bfloat16" else jnp.float32
 
     def build(self, io: ModelIO, rngs: nnx.Rngs) -> "PerFeaturePFN":
         return PerFeaturePFN(self, io, rngs)
