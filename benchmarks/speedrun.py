@@ -24,6 +24,9 @@ preset's by default); pick steps the budget reaches, the summary gives the fract
     python benchmarks/speedrun.py --name classic-muon --preset cls-small --budget-min 10 --steps 900 --optimizer muon
     python benchmarks/speedrun.py --report            # redraw speedrun_cpu.md / .png from the JSONL
 
+A run can go on in a later session: ``--resume`` with the same flags and a larger ``--budget-min``
+continues from the last checkpoint (resume is exact) and scores only the new checkpoints.
+
 Every ``TrainConfig`` field is a flag (``--model per_feature``, ``--thinking-rows 16``,
 ``--averaging ema``, ...), as in ``pfnjax train``.
 """
@@ -54,6 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 TABULAR = ROOT / "experiments" / "tabular"
 RF_LEVEL_AUC = 0.842  # random forest's mean ROC AUC on the 23 datasets (5 splits), the speedrun's first bar
+KEEP_CHECKPOINTS = 1000  # every checkpoint is kept for scoring (fixed, so a resumed run has the same config)
+STATE_FILE = "speedrun_state.json"  # the run's checkpoints and clock, for --resume
 METRICS = {  # metric -> (label, larger is better)
     "auc": ("mean ROC AUC, 23 classification datasets", True),
     "nrmse": ("mean normalised RMSE, 12 regression datasets", False),
@@ -76,23 +81,38 @@ def _module(path: Path, name: str):
 
 
 # --------------------------------------------------------------------------- training
-def train(cfg, run_dir: Path, budget_s: float, every_s: float, progress: bool = True) -> dict:
+def train(cfg, run_dir: Path, budget_s: float, every_s: float, progress: bool = True, resume: bool = False) -> dict:
     """Train until ``budget_s`` seconds (or the schedule's end), saving a checkpoint every
-    ``every_s`` seconds of training; returns the run's record with the checkpoints' times."""
+    ``every_s`` seconds of training; returns the run's record with the checkpoints' times.
+
+    With ``resume``, continue the run in ``run_dir`` from its last checkpoint (a later session):
+    its clock starts at that checkpoint's training time, so the new set-up and compile count as
+    training time (about 20-40 s, which a resumed run pays again)."""
     from tqdm.auto import tqdm
 
     from pfnjax.training import Trainer
 
-    if run_dir.exists():
+    state_path = run_dir / STATE_FILE
+    checkpoints, losses, datasets, offset, cpu_offset = [], [], 0, 0.0, 0.0
+    if resume:
+        if not state_path.exists():
+            raise SystemExit(f"--resume: {run_dir} holds no speedrun to continue ({STATE_FILE} is missing)")
+        saved = json.loads(state_path.read_text())
+        checkpoints, datasets = saved["checkpoints"], saved["datasets_seen"]
+        offset, cpu_offset = checkpoints[-1]["train_s"], checkpoints[-1].get("process_cpu_s", 0.0)
+    elif run_dir.exists():
         shutil.rmtree(run_dir)  # a speedrun times one uninterrupted training
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter() - offset, time.process_time() - cpu_offset
     paused = 0.0  # checkpoint writes are not training time
-    checkpoints, losses, datasets = [], [], 0
-    trainer = Trainer(cfg, run_dir, resume=False, progress=False)
+    trainer = Trainer(cfg, run_dir, resume=resume, progress=False)
+    if resume and trainer.step != checkpoints[-1]["step"]:
+        raise SystemExit(f"--resume: the latest checkpoint is step {trainer.step}, the speedrun's last is "
+                         f"{checkpoints[-1]['step']}")
     num_params = count_params(nnx.merge(trainer.graphdef, trainer.state.params))
     bar = tqdm(total=round(budget_s), desc=f"speedrun ({num_params / 1e6:.2f}M params)", unit="s",
                dynamic_ncols=True, disable=not progress)
-    next_save, last_tick, last_datasets = every_s, time.perf_counter(), 0
+    next_save = (math.floor(offset / every_s) + 1) * every_s  # the next multiple of every_s
+    last_tick, last_datasets = time.perf_counter(), datasets
     try:
         while trainer.step < cfg.optim.steps:
             batch = next(stage for stage in reversed(trainer.stages) if stage[0] <= trainer.step)[2]
@@ -110,8 +130,11 @@ def train(cfg, run_dir: Path, budget_s: float, every_s: float, progress: bool = 
             if elapsed >= next_save or elapsed >= budget_s or trainer.step == cfg.optim.steps:
                 t0 = time.perf_counter()
                 trainer.save()
+                # the process's CPU seconds show whether another job shared the cores (idle: ~ cores x wall)
                 checkpoints.append({"step": trainer.step, "train_s": elapsed, "datasets_seen": datasets,
-                                    "loss": float(np.mean(losses[-50:]))})
+                                    "loss": float(np.mean(losses[-50:])),
+                                    "process_cpu_s": time.process_time() - cpu_start})
+                state_path.write_text(json.dumps({"checkpoints": checkpoints, "datasets_seen": datasets}))
                 next_save = (math.floor(elapsed / every_s) + 1) * every_s  # the next multiple of every_s
                 paused += time.perf_counter() - t0
                 if elapsed >= budget_s:
@@ -247,7 +270,7 @@ def summary(runs: dict[str, dict]) -> str:
             values = [(s[metric], s["train_s"] / 60) for s in scores if metric in s]
             best = max(values) if larger else min(values)
             flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r["overrides"].items()
-                             if k not in ("model",)) or "(preset)"
+                             if k not in ("model", "evals")) or "(preset)"
             row = (f"| {name} | {r['model']} | {flags} | {r['num_params'] / 1e6:.2f}M | {r['datasets_per_s']:.1f} | "
                    f"{scores[-1]['datasets_seen']:,} | {r['schedule_done']:.0%} | "
                    + " | ".join("—" if c is None else f"{c:.4f}" for c in cells)
@@ -257,7 +280,41 @@ def summary(runs: dict[str, dict]) -> str:
                 row += f" {'not reached' if hit is None else f'{hit:.1f}'} |"
             lines.append(row)
         lines.append("")
+        lines += changes(chosen, metric, larger)
     return "\n".join(lines)
+
+
+MARKS = (2, 4, 6, 8, 10, 12, 15, 20, 30, 45, 60, 90)  # CPU-minutes the change table reads the curves at
+
+
+def changes(runs: dict[str, dict], metric: str, larger: bool) -> list[str]:
+    """What each run bought over the first run in the JSONL (the baseline), at the same CPU-minutes,
+    and how busy the cores were (process CPU-seconds per second: ~2 on the idle 2-core machine;
+    lower means the run shared the cores, or compiled)."""
+    names = list(runs)
+    if len(names) < 2:
+        return []
+    base = runs[names[0]]["scores"]
+    reached = [m for m in MARKS if any(at_minute(r["scores"], metric, m) is not None for r in runs.values())]
+    lines = [f"Each run against `{names[0]}` at the same CPU-minutes: the score, and in brackets the difference "
+             f"({'positive' if larger else 'negative'} = better). Cores busy: the run's process CPU-seconds per "
+             "second of training.", "",
+             "| run | " + " | ".join(f"@{m} min" for m in reached) + " | cores busy |",
+             "|---|" + "---:|" * (len(reached) + 1)]
+    for name, r in runs.items():
+        cells = []
+        for m in reached:
+            value, ref = at_minute(r["scores"], metric, m), at_minute(base, metric, m)
+            if value is None:
+                cells.append("—")
+            elif ref is None or name == names[0]:
+                cells.append(f"{value:.4f}")
+            else:
+                cells.append(f"{value:.4f} ({value - ref:+.4f})")
+        last = r["scores"][-1]
+        busy = f"{last['process_cpu_s'] / last['train_s']:.2f}" if "process_cpu_s" in last else "—"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {busy} |")
+    return lines + [""]
 
 
 def plot(runs: dict[str, dict], path: Path) -> None:
@@ -312,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jsonl", type=Path, default=RESULTS / "speedrun_cpu.jsonl")
     parser.add_argument("--report", action="store_true", help="only redraw the markdown and plot")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run of this name from its last checkpoint up to --budget-min (same flags)")
     add_config_flags(parser)
     args = parser.parse_args(argv)
     if args.report:
@@ -324,17 +383,20 @@ def main(argv: list[str] | None = None) -> int:
     overrides = config_overrides(args)
     # a bad recipe setting fails here, before training; every checkpoint is kept for scoring
     overrides.setdefault("evals", ())  # in-training evaluators would stall the clock; checkpoints are scored
-    cfg = preset_config(args.preset, **overrides,
-                        keep_checkpoints=math.ceil(args.budget_min / args.score_every_min) + 2)
+    cfg = preset_config(args.preset, **overrides, keep_checkpoints=KEEP_CHECKPOINTS)
     run_dir = args.runs / args.name
     print(f"{args.name}: preset {args.preset}, model {cfg.model.name}, {overrides}; {device_description()}", flush=True)
-    record = train(cfg, run_dir, args.budget_min * 60, args.score_every_min * 60, not args.no_progress)
+    scored = read_records(args.jsonl).get(args.name, {}).get("scores", []) if args.resume else []
+    record = train(cfg, run_dir, args.budget_min * 60, args.score_every_min * 60, not args.no_progress, args.resume)
     run = {"type": "run", "name": args.name, "preset": args.preset, "model": cfg.model.name,
            "overrides": {k: v for k, v in overrides.items()}, "budget_min": args.budget_min, "splits": args.splits,
-           "device": device_description(), "time": time.time(),
+           "device": device_description(), "time": time.time(), "resumed": args.resume,
            **{k: v for k, v in record.items() if k != "checkpoints"}}
-    lines = [run]
+    lines = [run] + scored  # a resumed run keeps the scores of its earlier checkpoints
+    done = {line["step"] for line in scored}
     for point in record["checkpoints"]:
+        if point["step"] in done:
+            continue
         scores = score(run_dir, point["step"], args.splits, args.gp_datasets)
         line = {"type": "score", "name": args.name, **point, **scores}
         print(json.dumps(line), flush=True)

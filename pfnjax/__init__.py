@@ -40,6 +40,7 @@ _EXPORTS = {
     "register_head": "pfnjax.heads",
     "register_prior": "pfnjax.priors",
     "Trainer": "pfnjax.training",
+    "finetune": "pfnjax.fine_tuning",
     "PFN": "pfnjax.predict",
     "ClassProbabilities": "pfnjax.predict",
     "load": "pfnjax.predict",

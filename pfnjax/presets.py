@@ -104,6 +104,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                          steps=20_000, lr=3e-4, warmup_steps=2000, d_model=512, num_layers=6, num_heads=8,
                          num_buckets=1000, border_samples=1_000_000, compute_dtype="bfloat16",
                          checkpoint_every=2000, keep_checkpoints=1, log_every=100),
+    # Few-shot image classification (experiments/fewshot): tasks of up to 10 classes of random
+    # pen-stroke glyphs, 8x8 pixels as 64 features, up to 127 support images. The steps are an
+    # estimate of 60 minutes on the 2-core CPU.
+    "fewshot-cpu": dict(prior="strokes", num_features=64, seq_len=128, split="uniform", batch_size=32,
+                        steps=6000, lr=1e-3, warmup_steps=200, min_lr_ratio=0.05, d_model=128, num_layers=4,
+                        num_heads=4, d_ff=256, max_classes=10, checkpoint_every=250, keep_checkpoints=1,
+                        log_every=25),
     "bnn-small-cpu": dict(prior="bnn_binary", num_features=3, seq_len=128, split="uniform", batch_size=32,
                           steps=3000, lr=1e-3, warmup_steps=150, d_model=128, num_layers=4, num_heads=4,
                           d_ff=256, max_classes=2, checkpoint_every=500, keep_checkpoints=1, log_every=50,

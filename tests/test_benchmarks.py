@@ -115,15 +115,19 @@ def test_speedrun_summary_reads_minutes_and_levels_from_the_scores():
 
 
 def test_speedrun_trains_for_its_budget_and_scores_the_gp_gap(tmp_path):
-    """18 seconds of the ``test`` preset on the GP prior (set-up and compile included): a checkpoint at
-    the first step past each 6-second mark and at the budget, a finite GP gap per checkpoint, and a report
-    with the run's row."""
+    """18 seconds of the ``test`` preset on the GP prior (set-up and compile included), in two parts (12
+    s, then resumed to 18 s): a checkpoint at the first step past each 6-second mark and at the budget, a
+    finite GP gap per checkpoint, and a report with the run's row."""
     module = _load("speedrun")
     jsonl = tmp_path / "speedrun.jsonl"
-    module.main(["--name", "tiny-gp", "--preset", "test", "--prior", "gp", "--steps", "100000", "--budget-min", "0.3",
-                 "--score-every-min", "0.1", "--gp-datasets", "8", "--runs", str(tmp_path / "runs"),
-                 "--jsonl", str(jsonl), "--no-progress"])
+    flags = ["--name", "tiny-gp", "--preset", "test", "--prior", "gp", "--steps", "100000", "--score-every-min", "0.1",
+             "--gp-datasets", "8", "--runs", str(tmp_path / "runs"), "--jsonl", str(jsonl), "--no-progress"]
+    module.main(flags + ["--budget-min", "0.2"])
+    first = module.read_records(jsonl)["tiny-gp"]["scores"]
+    # a later session goes on from the last checkpoint to the larger budget and scores only the new checkpoints
+    module.main(flags + ["--budget-min", "0.3", "--resume"])
     runs = module.read_records(jsonl)
+    assert runs["tiny-gp"]["scores"][:len(first)] == first and runs["tiny-gp"]["resumed"]
     scores = runs["tiny-gp"]["scores"]
     times = [s["train_s"] for s in scores]
     marks = [int(t // 6) for t in times[:-1]]

@@ -16,6 +16,7 @@ from pfnjax.priors.gp import GPHyperPrior, GPPrior
 from pfnjax.priors.linear import LinearPrior
 from pfnjax.priors.mix import GPClassificationPrior, tabpfn_v1_mix, uniform_feature_count
 from pfnjax.priors.scm import SCMPrior, SCMRegressionPrior
+from pfnjax.priors.strokes import StrokesPrior
 from pfnjax.types import BatchShape
 
 SHAPE = BatchShape(12, 32, 5)
@@ -31,6 +32,7 @@ REGISTERED = {
     "scm": SCMPrior,
     "scm_regression": SCMRegressionPrior,
     "tabpfn_v1_mix": tabpfn_v1_mix,
+    "strokes": StrokesPrior,
 }
 VARIANTS = {
     **REGISTERED,

@@ -4,7 +4,9 @@
     python experiments/prior_gallery/run.py --smoke    # < 30 s, writes to a temporary folder
 
 Regression priors are drawn with one feature and shown as y against x; classification priors with two
-features, shown as a scatter coloured by class (context rows filled, query rows hollow). Throughput is
+features, shown as a scatter coloured by class (context rows filled, query rows hollow); image priors
+(``strokes``) as images, a task's classes by row, next to scikit-learn's real handwritten digits
+(``gallery_<name>.png``). Throughput is
 datasets per second of the jitted batch sampler (``make_batch_sampler``) after a warm-up call, the median
 of several repetitions, at T=1000 rows, F=10 features, batch 64 (configurable).
 """
@@ -94,6 +96,48 @@ def gallery(names: list[str], draws: int, seq_len: int, seed: int, out: Path) ->
     return timings
 
 
+def is_image_prior(name: str) -> bool:
+    """Priors whose x is an image (``num_pixels`` columns) are shown as images, not scatter plots."""
+    return hasattr(P.get_prior(name), "num_pixels")
+
+
+def image_gallery(name: str, seed: int, out: Path, ways: int = 5, shots: int = 4) -> None:
+    """Two ``ways``-way tasks of an image prior (a row per class, ``shots`` examples each) next to
+    scikit-learn's real 8×8 handwritten digits (scaled to [0, 1]) laid out the same way."""
+    import dataclasses
+
+    from sklearn.datasets import load_digits
+
+    prior = dataclasses.replace(P.get_prior(name), min_ways=ways, max_ways=ways)
+    side = prior.resolution
+    n = ways * shots
+    blocks = []
+    for task in range(2):
+        x, y = prior.sample_dataset(jax.random.key(seed + task), n, side * side, jnp.int32(side * side), jnp.int32(n))
+        x, y = np.asarray(x), np.asarray(y)
+        blocks.append((f"{name} prior, task {task + 1}", [x[y == c][:shots] for c in range(ways)]))
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    classes = rng.choice(10, ways, replace=False)
+    blocks.append(("real digits (sklearn, /16)", [digits.data[rng.choice(np.flatnonzero(digits.target == c), shots,
+                                                                          replace=False)] / 16.0 for c in classes]))
+    fig = plt.figure(figsize=(3.2 * len(blocks), 0.75 * ways + 0.6))
+    for b, sub in enumerate(fig.subfigures(1, len(blocks))):
+        title, rows = blocks[b]
+        axes = sub.subplots(ways, shots)
+        for c in range(ways):
+            for k in range(shots):
+                ax = axes[c, k]
+                image = rows[c][k].reshape(int(np.sqrt(rows[c][k].size)), -1)
+                ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+        sub.suptitle(title, fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def throughput(name: str, shape: BatchShape, reps: int, seed: int, sampler=None, warm: float | None = None) -> dict:
     """Time ``reps`` calls of the jitted batch sampler (built here unless ``sampler`` is given, already warm)."""
     prior = P.get_prior(name)
@@ -165,14 +209,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"priors: {names}" + (f" ({note})" if note else ""), flush=True)
 
     t_start = time.perf_counter()
+    images = [n for n in names if is_image_prior(n)]
+    for n in images:
+        image_gallery(n, args.seed, out / f"gallery_{n}.png")
     if args.smoke:
         # one compile per prior: throughput is timed on the gallery's own samplers (T=100, F=1 or 2)
-        samplers = gallery(names, args.draws, 100, args.seed, out / "gallery.png")
+        samplers = gallery([n for n in names if n not in images], args.draws, 100, args.seed, out / "gallery.png")
         reps = 2
         rows = {n: throughput(n, sh, reps, args.seed, sampler=sm, warm=w) for n, (sm, sh, w) in samplers.items()}
-        shape = BatchShape(args.draws, 100, 2)  # (F=1 for the regression priors)
+        rows.update({n: throughput(n, BatchShape(args.draws, 100, 64), reps, args.seed) for n in images})
+        shape = BatchShape(args.draws, 100, 2)  # (F=1 for the regression priors, 64 pixels for image priors)
     else:
-        gallery(names, args.draws, args.gallery_seq_len, args.seed, out / "gallery.png")
+        gallery([n for n in names if n not in images], args.draws, args.gallery_seq_len, args.seed,
+                out / "gallery.png")
         shape = BatchShape(args.batch, args.seq_len, args.features)
         reps = args.reps
         rows = {}

@@ -108,6 +108,11 @@ class _PFNEstimator(BaseEstimator):
                              f"got {self.categorical_encoding!r}")
         if self.svd_features not in SVD_FEATURES:
             raise ValueError(f"svd_features must be one of {SVD_FEATURES}, got {self.svd_features!r}")
+        steps = self.fine_tune_steps
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"fine_tune_steps must be an int >= 0, got {steps!r}")
+        if not (isinstance(self.fine_tune_lr, numbers.Real) and np.isfinite(self.fine_tune_lr) and self.fine_tune_lr > 0):
+            raise ValueError(f"fine_tune_lr must be a finite number > 0, got {self.fine_tune_lr!r}")
         if self._class_shuffling() not in CLASS_SHUFFLING:
             raise ValueError(f"class_shuffling must be one of {CLASS_SHUFFLING}, got {self._class_shuffling()!r}")
 
@@ -182,6 +187,19 @@ class _PFNEstimator(BaseEstimator):
                                   self.svd_features)
         self.ensemble_ = member_configs(options, n_rows, X.shape[1], n_classes, y_codes, self.categorical_levels_,
                                         pfn.max_features, rng)
+        self.fine_tune_history_ = None
+        if self.fine_tune_steps:
+            from pfnjax.fine_tuning import MIN_ROWS, finetune  # here: pfnjax.fine_tuning imports this package
+
+            if n_rows < MIN_ROWS:
+                warnings.warn(f"fine_tune_steps={self.fine_tune_steps} ignored: fine-tuning needs at least {MIN_ROWS} "
+                              f"training rows, got {n_rows}", UserWarning, stacklevel=3)
+            else:
+                pfn, self.fine_tune_history_ = finetune(
+                    pfn, (X, y_model), self.fine_tune_steps, key=int(rng.integers(2**31 - 1)), lr=self.fine_tune_lr,
+                    view_members=[self.ensemble_], preprocessing=self.preprocessing,
+                    outlier_sigma=self.outlier_sigma, progress=False, return_history=True)
+                self.pfn_ = pfn
         self.scalers_, self._context_cache = encode_members(pfn, self.ensemble_, X, y_model, n_classes,
                                                             preprocessing=self.preprocessing,
                                                             outlier_sigma=self.outlier_sigma)
@@ -216,7 +234,14 @@ _COMMON_PARAMS_DOC = """
             (:class:`pfnjax.preprocessing.ContextScaler`, fitted on the training rows) appended as
             extra columns: ``"none"``, ``"mixed"`` (default: members 2, 3, 6, 7, ...) or ``"all"``.
             As many components as columns, or as fit in the model's width.
-        random_state: seeds the permutations{shift_rs} and subsamples (int, ``RandomState`` or None).
+        fine_tune_steps: fine-tune the model on the training rows inside ``fit`` for this many steps
+            (:func:`pfnjax.finetune` on the ensemble's own member views, early-stopped on
+            20% of the rows held out; the fitted ``pfn_`` is the fine-tuned model and
+            ``fine_tune_history_`` its history). 0 (default): no fine-tuning, ``fit`` only stores
+            the context.
+        fine_tune_lr: the fine-tune's learning rate (AdamW, constant).
+        random_state: seeds the permutations{shift_rs}, subsamples and fine-tuning (int,
+            ``RandomState`` or None).
 
     Categorical columns (pandas ``category``, ``bool`` or string columns, or string columns of a
     numpy object array) are encoded as ordinal codes fitted on the training rows

@@ -58,7 +58,8 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
                  chunk_size: int = 256, class_shuffling: str = "shift", softmax_temperature: float = 0.8,
                  constant_columns: str = "drop", categorical_encoding: str = "mixed", svd_features: str = "mixed",
-                 many_classes: str = "ecoc", random_state=None):
+                 many_classes: str = "ecoc", fine_tune_steps: int = 0,
+                 fine_tune_lr: float = 1e-4, random_state=None):
         self.model = model
         self.n_estimators = n_estimators
         self.preprocessing = preprocessing
@@ -72,10 +73,12 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
         self.categorical_encoding = categorical_encoding
         self.svd_features = svd_features
         self.many_classes = many_classes
+        self.fine_tune_steps = fine_tune_steps
+        self.fine_tune_lr = fine_tune_lr
         self.random_state = random_state
 
     def fit(self, X, y):
-        """Encode the labels, store ``(X, y)`` as the context (preprocessed) and encode it. No training."""
+        """Encode the labels, store ``(X, y)`` as the context (preprocessed) and encode it; with ``fine_tune_steps``, fine-tune the model on it first."""
         self._check_params()
         if not self.softmax_temperature > 0:
             raise ValueError(f"softmax_temperature must be > 0, got {self.softmax_temperature!r}")

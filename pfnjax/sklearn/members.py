@@ -32,26 +32,34 @@ def encode_members(pfn: PFN, members: list[dict], X: np.ndarray, y_model: np.nda
     """Fit every member's scaler on its context rows and encode all the members' contexts as one
     batch (members may differ in width, one-hot columns: zero-padded, each with its own column count)."""
     scalers, xs, ys = [], [], []
-    standardize = preprocessing != "none"
     for m in members:
         rows = slice(None) if m["context_rows"] is None else m["context_rows"]
-        x_m = member_columns(X[rows], m)
-        room = pfn.max_features - x_m.shape[1]
-        scaler = ContextScaler(
-            transform=m["transform"],
-            outlier_sigma=outlier_sigma,
-            standardize=standardize,
-            impute_missing=True,
-            whitened_components=min(x_m.shape[1], room) if m["svd"] and standardize and x_m.shape[1] > 1 else 0,
-        ).fit(x_m)
+        scaler = member_scaler(pfn, m, X[rows], preprocessing, outlier_sigma)
         scalers.append(scaler)
-        xs.append(scaler.transform_rows(x_m))
-        y_m = y_model[rows]
-        if n_classes > 1:
-            y_m = m["class_permutation"][y_m]
-        ys.append(y_m)
+        xs.append(scaler.transform_rows(member_columns(X[rows], m)))
+        ys.append(member_labels(y_model[rows], m, n_classes))
     widths = np.array([x.shape[1] for x in xs], np.int32)
     return scalers, pfn.encode(stack_padded(xs), np.stack(ys), num_features=widths)
+
+
+def member_scaler(pfn: PFN, member: dict, X: np.ndarray, preprocessing: str,
+                  outlier_sigma: float | None) -> ContextScaler:
+    """The member's :class:`ContextScaler`, fitted on its view of the rows ``X`` (its context)."""
+    x_m = member_columns(X, member)
+    standardize = preprocessing != "none"
+    room = pfn.max_features - x_m.shape[1]
+    return ContextScaler(
+        transform=member["transform"],
+        outlier_sigma=outlier_sigma,
+        standardize=standardize,
+        impute_missing=True,
+        whitened_components=min(x_m.shape[1], room) if member["svd"] and standardize and x_m.shape[1] > 1 else 0,
+    ).fit(x_m)
+
+
+def member_labels(y_model: np.ndarray, member: dict, n_classes: int) -> np.ndarray:
+    """The labels the member's model sees: class codes relabelled by its permutation (regression: as is)."""
+    return member["class_permutation"][y_model] if n_classes > 1 else y_model
 
 
 def member_logits(pfn: PFN, cache: ContextCache, scalers: list[ContextScaler], members: list[dict],
@@ -67,4 +75,4 @@ def stack_padded(arrays: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in arrays])
 
 
-__all__ = ["encode_members", "member_columns", "member_logits", "stack_padded"]
+__all__ = ["encode_members", "member_columns", "member_labels", "member_logits", "member_scaler", "stack_padded"]

@@ -35,7 +35,8 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
     def __init__(self, model=DEFAULT_REGRESSOR, n_estimators: int = 4, *, preprocessing: str = "power",
                  outlier_sigma: float | None = 4.0, feature_shuffling: str = "random", max_context_size: int = 1024,
                  chunk_size: int = 256, constant_columns: str = "drop", categorical_encoding: str = "mixed",
-                 svd_features: str = "mixed", random_state=None):
+                 svd_features: str = "mixed", fine_tune_steps: int = 0,
+                 fine_tune_lr: float = 1e-4, random_state=None):
         self.model = model
         self.n_estimators = n_estimators
         self.preprocessing = preprocessing
@@ -46,10 +47,12 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         self.constant_columns = constant_columns
         self.categorical_encoding = categorical_encoding
         self.svd_features = svd_features
+        self.fine_tune_steps = fine_tune_steps
+        self.fine_tune_lr = fine_tune_lr
         self.random_state = random_state
 
     def fit(self, X, y):
-        """Store ``(X, y)`` as the context (preprocessed, standardised) and encode it. No training."""
+        """Store ``(X, y)`` as the context (preprocessed, standardised) and encode it; with ``fine_tune_steps``, fine-tune the model on it first."""
         self._check_params()
         pfn = self._load_model()
         X, y = self._validate_X_y(X, y, pfn)
