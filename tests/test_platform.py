@@ -136,7 +136,7 @@ def test_priors_are_discovered_without_a_hand_kept_import_list():
     modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
     assert {f"pfnjax.priors.{m}" for m in modules} <= set(sys.modules)
     assert {"gp", "gp_hyper", "linear", "bnn", "bnn_binary", "scm", "scm_regression", "tabpfn_v1_mix",
-            "tabular_regression_mix"} == set(pfnjax.priors.prior_names()) - {"doc_sine", "doc_coin", "sine_abc"}
+            "tabular_regression_mix", "strokes"} == set(pfnjax.priors.prior_names()) - {"doc_sine", "doc_coin", "sine_abc"}
 
 
 # --------------------------------------------------------------------------- a prior in a file of one's own

@@ -34,6 +34,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from pfnjax.numerics import matmul
 from pfnjax.priors.base import feature_mask, register_prior
 from pfnjax.types import Array, PRNGKey
 
@@ -67,8 +68,9 @@ def render(points: Array, widths: Array, active: Array, resolution: int, supersa
 def affine(points: Array, angle: Array, scale: Array, shear: Array, shift: Array) -> Array:
     """``points f32[..., 2]`` under rotation, scale and shear about the centre ``(0.5, 0.5)``, then shifted."""
     c, s = jnp.cos(angle), jnp.sin(angle)
-    matrix = jnp.array([[c, -s], [s, c]]) @ jnp.array([[scale, shear * scale], [0.0, scale]])
-    return (points - 0.5) @ matrix.T + 0.5 + shift
+    # full precision: under TF32 the glyph's points would move by ~1e-3 of the image, differently per backend
+    matrix = matmul(jnp.array([[c, -s], [s, c]]), jnp.array([[scale, shear * scale], [0.0, scale]]))
+    return matmul(points - 0.5, matrix.T) + 0.5 + shift
 
 
 @register_prior("strokes")
